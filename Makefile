@@ -1,0 +1,77 @@
+# ratatosk-twilio: every target installs what it needs into .venv first.
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+.PHONY: help  ## list the targets
+help:
+	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) +## /  make \1\t/'
+
+.PHONY: install  ## create .venv and install the package with its dev tools
+install: $(STAMP)
+
+.PHONY: test  ## the CI gate: lint, typecheck, layer contracts, then every test
+test: lint typecheck imports pytest
+
+.PHONY: lint  ## ruff check and format check (changes nothing)
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+.PHONY: format  ## fix what ruff can fix
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+.PHONY: typecheck  ## mypy --strict over the package
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict src/ratatosk
+
+.PHONY: imports  ## import-linter: the hexagonal layer contracts
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+.PHONY: pytest  ## the whole test suite
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+.PHONY: unit  ## pure tests only
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+.PHONY: contract  ## the one suite run against FakeTwilio and the HTTP adapter + emulator
+contract: $(STAMP)
+	$(BIN)/pytest -q tests/contract
+
+.PHONY: integration  ## real servers on loopback
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+.PHONY: run  ## the demo: emulator + webhook server on loopback, documented messages end to end
+run: $(STAMP)
+	$(BIN)/ratatosk demo
+
+.PHONY: emulator  ## a Twilio emulator on 127.0.0.1:4010
+emulator: $(STAMP)
+	$(BIN)/ratatosk emulator --port 4010
+
+.PHONY: bench  ## benchmarks against the official SDK (never part of test)
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+.PHONY: soak  ## the long resilience figures (never part of test)
+soak: $(STAMP)
+	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -q -m slow -p no:cacheprovider tests
+
+.PHONY: clean  ## remove the venv and caches
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis bench/out

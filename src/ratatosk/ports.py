@@ -1,0 +1,229 @@
+"""Ports: what the kernel and the Twilio connector need from the outside world.
+
+Each port is a ``typing.Protocol`` named for its role. Its data types live here
+too, so an adapter depends on the port and never the other way round.
+
+Error convention (the httpx split): an *answer* from Twilio, even a 4xx, is a
+value (:class:`ApiError`); only a failure to get an answer raises, as a
+:class:`TransportError` translated once inside the adapter. ``maybe_delivered``
+says whether the request may have reached Twilio, so the connector can
+reconcile instead of resending a message twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from .domain.settings import Secret
+
+# --- Messaging API port -------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class CreateMessageRequest:
+    """The form fields of Twilio's Create Message call, typed.
+
+    ``to_form`` gives the exact key/value pairs sent on the wire (``MediaUrl``
+    repeated), which is also what the fake records in its outbox.
+    """
+
+    to: str
+    from_: str | None = None
+    messaging_service_sid: str | None = None
+    body: str | None = None
+    media_urls: tuple[str, ...] = ()
+    content_sid: str | None = None
+    content_variables: str | None = None
+    status_callback: str | None = None
+    validity_period: int | None = None
+
+    def to_form(self) -> list[tuple[str, str]]:
+        form = [("To", self.to)]
+        if self.from_ is not None:
+            form.append(("From", self.from_))
+        if self.messaging_service_sid is not None:
+            form.append(("MessagingServiceSid", self.messaging_service_sid))
+        if self.body is not None:
+            form.append(("Body", self.body))
+        form.extend(("MediaUrl", url) for url in self.media_urls)
+        if self.content_sid is not None:
+            form.append(("ContentSid", self.content_sid))
+        if self.content_variables is not None:
+            form.append(("ContentVariables", self.content_variables))
+        if self.status_callback is not None:
+            form.append(("StatusCallback", self.status_callback))
+        if self.validity_period is not None:
+            form.append(("ValidityPeriod", str(self.validity_period)))
+        return form
+
+
+@attrs.frozen(kw_only=True)
+class MessageResource:
+    """A Twilio Message resource, decoded from its JSON."""
+
+    sid: str
+    account_sid: str
+    status: str
+    to: str
+    from_: str | None
+    body: str | None = None
+    direction: str | None = None
+    messaging_service_sid: str | None = None
+    num_segments: int | None = None
+    num_media: int | None = None
+    price: str | None = None
+    price_unit: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    date_created: dt.datetime | None = None
+    date_sent: dt.datetime | None = None
+    date_updated: dt.datetime | None = None
+    uri: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MessagePage:
+    """One page of a message list; ``next_page_uri`` is None on the last page."""
+
+    messages: tuple[MessageResource, ...]
+    next_page_uri: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MessageQuery:
+    """Filters of Twilio's List Messages call, as used to reconcile a lost answer."""
+
+    to: str | None = None
+    from_: str | None = None
+    date_sent_after: dt.date | None = None
+    page_size: int = 50
+
+
+@attrs.frozen(kw_only=True)
+class AccountResource:
+    sid: str
+    friendly_name: str | None = None
+    status: str | None = None
+    type: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ApiError:
+    """Twilio answered with an error: HTTP status, Twilio code, message, docs link.
+
+    ``retry_after`` is the parsed ``Retry-After`` header in seconds, if any.
+    """
+
+    status: int
+    code: int | None
+    message: str
+    more_info: str | None = None
+    retry_after: float | None = None
+
+
+class TransportError(Exception):
+    """No usable answer from Twilio (connection, timeout, garbage).
+
+    ``maybe_delivered`` is False only when the request certainly did not reach
+    Twilio (connect refused, connect timeout, DNS), and True when it might have
+    (read timeout, connection dropped after sending, 5xx without a body).
+    """
+
+    def __init__(self, message: str, *, maybe_delivered: bool) -> None:
+        super().__init__(message)
+        self.maybe_delivered = maybe_delivered
+
+
+@runtime_checkable
+class MessagingApi(Protocol):
+    """Twilio's Programmable Messaging REST API, as far as this package uses it."""
+
+    async def create_message(self, request: CreateMessageRequest) -> MessageResource | ApiError:
+        """Create (send) a message. Raises :class:`TransportError` when no answer came."""
+        ...
+
+    async def fetch_message(self, sid: str) -> MessageResource | ApiError: ...
+
+    async def list_messages(self, query: MessageQuery) -> MessagePage | ApiError: ...
+
+    async def fetch_account(self) -> AccountResource | ApiError: ...
+
+    async def close(self) -> None: ...
+
+
+# --- Signature validator port ------------------------------------------------
+
+
+@runtime_checkable
+class SignatureValidator(Protocol):
+    """Decides whether a webhook really came from Twilio."""
+
+    def validate(
+        self,
+        url: str,
+        params: Mapping[str, Sequence[str]] | str,
+        signature: str | None,
+    ) -> bool:
+        """``params`` is the decoded form (key -> values), or the raw body of a JSON webhook."""
+        ...
+
+
+# --- Template catalog port -----------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class TemplateInfo:
+    """A content template as the catalog knows it.
+
+    ``whatsapp_status`` is WhatsApp's approval state (``approved``, ``pending``,
+    ``rejected`` ...), None when unknown (a static catalog trusts its caller).
+    ``variables`` are the declared variable names with their sample values.
+    """
+
+    sid: str
+    friendly_name: str
+    language: str | None = None
+    whatsapp_status: str | None = None
+    variables: Mapping[str, str] = attrs.field(
+        factory=dict, converter=lambda v: MappingProxyType(dict(v or {}))
+    )
+
+
+class TemplateLookupError(Exception):
+    """The catalog could not be asked (network, auth); distinct from 'not found'."""
+
+
+@runtime_checkable
+class TemplateCatalog(Protocol):
+    """Resolves a friendly template name (``order_confirmed``) to a Content SID."""
+
+    async def find(self, name: str, language: str | None = None) -> TemplateInfo | None:
+        """None when no template has that name; raises TemplateLookupError when unreachable."""
+        ...
+
+    async def list(self) -> Sequence[TemplateInfo]: ...
+
+
+# --- Clock port --------------------------------------------------------------------
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+@attrs.frozen
+class Credentials:
+    """Account SID and auth token, as adapters need them; the token stays a Secret."""
+
+    account_sid: str
+    auth_token: Secret
+
+

@@ -1,0 +1,126 @@
+"""The Twilio WhatsApp channel schema (connector layer).
+
+Declares exactly what the documentation's Schema table says, plus the
+capabilities the sibling implements (receiving, state handling, media, health)
+and the parameters this package adds (FromNumber, MessagingServiceSid,
+ApiBaseUrl, StrictNumbers).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ..domain.content import ContentType
+from ..domain.endpoint import EndpointType
+from ..domain.schema import (
+    AuthenticationSpec,
+    AuthenticationType,
+    Capability,
+    ChannelSchema,
+    DataType,
+    EndpointSpec,
+    ParameterSpec,
+    PropertySpec,
+)
+
+ACCOUNT_SID_PATTERN: Final = r"AC[0-9a-fA-F]{32}"
+MESSAGING_SERVICE_SID_PATTERN: Final = r"MG[0-9a-fA-F]{32}"
+CONTENT_SID_PATTERN: Final = r"HX[0-9a-fA-F]{32}"
+MESSAGE_SID_PATTERN: Final = r"(SM|MM)[0-9a-fA-F]{32}"
+DEFAULT_API_BASE_URL: Final = "https://api.twilio.com"
+DEFAULT_CONTENT_BASE_URL: Final = "https://content.twilio.com"
+
+#: Twilio refuses a longer Body (21617).
+MAX_BODY_LENGTH: Final = 1600
+#: WhatsApp delivers one attachment per message and drops the rest silently.
+MAX_WHATSAPP_MEDIA: Final = 1
+VALIDITY_PERIOD_RANGE: Final = (1, 36000)
+
+_PARAMETERS = (
+    ParameterSpec(
+        name="AccountSid",
+        required=True,
+        pattern=ACCOUNT_SID_PATTERN,
+        description="Twilio account SID (starts with AC)",
+    ),
+    ParameterSpec(
+        name="AuthToken", required=True, sensitive=True, description="Twilio auth token"
+    ),
+    ParameterSpec(
+        name="WebhookUrl", type=DataType.URL, description="URL for inbound WhatsApp messages"
+    ),
+    ParameterSpec(
+        name="StatusCallback", type=DataType.URL, description="URL for delivery status callbacks"
+    ),
+    ParameterSpec(
+        name="FromNumber", description="Default sender, whatsapp:+E164, used when a message has none"
+    ),
+    ParameterSpec(
+        name="MessagingServiceSid",
+        pattern=MESSAGING_SERVICE_SID_PATTERN,
+        description="Messaging Service that picks the sender when neither message nor FromNumber does",
+    ),
+    ParameterSpec(
+        name="ApiBaseUrl",
+        type=DataType.URL,
+        default=DEFAULT_API_BASE_URL,
+        description="Base URL of the Messages API (the emulator's URL in tests)",
+    ),
+    ParameterSpec(
+        name="ContentApiBaseUrl",
+        type=DataType.URL,
+        default=DEFAULT_CONTENT_BASE_URL,
+        description="Base URL of the Content API used to resolve template names",
+    ),
+    ParameterSpec(
+        name="StrictNumbers",
+        type=DataType.BOOLEAN,
+        default=False,
+        description="Refuse numbers that are possible but not valid in their numbering plan",
+    ),
+    ParameterSpec(
+        name="ConversationWindowGuard",
+        type=DataType.BOOLEAN,
+        default=False,
+        description="Refuse free-form sends outside WhatsApp's 24-hour customer window",
+    ),
+)
+
+_PROPERTIES = (
+    PropertySpec(name="caption", type=DataType.STRING, description="Caption for media messages"),
+    PropertySpec(
+        name="ValidityPeriod",
+        type=DataType.INTEGER,
+        minimum=VALIDITY_PERIOD_RANGE[0],
+        maximum=VALIDITY_PERIOD_RANGE[1],
+        description="Message validity in seconds",
+    ),
+)
+
+
+class TwilioChannelSchemas:
+    """The schemas this connector can run with."""
+
+    TWILIO_WHATSAPP: Final = ChannelSchema(
+        provider="Twilio",
+        channel_type="WhatsApp",
+        version="1.0.0",
+        display_name="Twilio WhatsApp Business API Connector",
+        capabilities=(
+            Capability.SEND_MESSAGES
+            | Capability.RECEIVE_MESSAGES
+            | Capability.MESSAGE_STATUS_QUERY
+            | Capability.HANDLE_MESSAGE_STATE
+            | Capability.MEDIA_ATTACHMENTS
+            | Capability.TEMPLATES
+            | Capability.HEALTH_CHECK
+            | Capability.BULK_MESSAGING
+        ),
+        content_types=frozenset({ContentType.PLAIN_TEXT, ContentType.MEDIA, ContentType.TEMPLATE}),
+        endpoints=(EndpointSpec(type=EndpointType.PHONE_NUMBER, can_send=True, can_receive=True),),
+        parameters=_PARAMETERS,
+        authentication=AuthenticationSpec(
+            type=AuthenticationType.BASIC, principal="AccountSid", credential="AuthToken"
+        ),
+        message_properties=_PROPERTIES,
+    )

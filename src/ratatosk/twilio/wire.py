@@ -1,0 +1,440 @@
+"""The pure Twilio wire codec (connector layer): JSON and forms in, typed values out.
+
+No I/O: adapters move bytes, this module gives them meaning. Every decoder is
+total over its input type: malformed data yields a :class:`WireError` (or a
+coded ``ConnectorError`` for webhooks), never an unexpected exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+from ..domain.content import (
+    ButtonReplyContent,
+    Content,
+    LocationContent,
+    MediaContent,
+    MediaType,
+    MultipartContent,
+    TextContent,
+)
+from ..domain.endpoint import Endpoint
+from ..domain.errors import MessagingErrorCodes
+from ..domain.message import Message
+from ..domain.result import ConnectorError, ConnectorResult, ReceiveResult, StatusUpdate
+from ..domain.source import MessageSource, SourceFormat
+from ..domain.status import MessageStatus
+from ..ports import AccountResource, ApiError, MessagePage, MessageResource
+from .errors import TwilioErrorCodes
+
+Form = Mapping[str, Sequence[str]]
+
+
+class WireError(ValueError):
+    """A Twilio payload that does not have the shape Twilio documents."""
+
+
+# --- statuses -------------------------------------------------------------------------
+
+#: Every value of Twilio's ``message_enum_status``, mapped without losing meaning.
+TWILIO_STATUS_MAP: Final[dict[str, MessageStatus]] = {
+    "accepted": MessageStatus.QUEUED,
+    "scheduled": MessageStatus.SCHEDULED,
+    "canceled": MessageStatus.CANCELED,
+    "queued": MessageStatus.QUEUED,
+    "sending": MessageStatus.SENDING,
+    "sent": MessageStatus.SENT,
+    "failed": MessageStatus.DELIVERY_FAILED,
+    "delivered": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.DELIVERY_FAILED,
+    "receiving": MessageStatus.RECEIVING,
+    "received": MessageStatus.RECEIVED,
+    "read": MessageStatus.READ,
+    "partially_delivered": MessageStatus.PARTIALLY_DELIVERED,
+}
+
+
+def map_status(twilio_status: str | None) -> MessageStatus:
+    return TWILIO_STATUS_MAP.get((twilio_status or "").strip().lower(), MessageStatus.UNKNOWN)
+
+
+# --- REST JSON -> resources ---------------------------------------------------------
+
+
+def parse_rfc2822(value: object) -> dt.datetime | None:
+    """Twilio's ``"Thu, 24 Aug 2023 05:01:45 +0000"`` as an aware UTC datetime."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def format_rfc2822(value: dt.datetime) -> str:
+    """The inverse of :func:`parse_rfc2822`, as Twilio writes it."""
+    return email.utils.format_datetime(value.astimezone(dt.UTC)).replace("-0000", "+0000")
+
+
+def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise WireError(f"{key} is not a string")
+
+
+def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise WireError(f"{key} is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
+        return int(value)
+    raise WireError(f"{key} is not an integer")
+
+
+def _req_str(data: Mapping[str, Any], key: str) -> str:
+    value = _opt_str(data, key)
+    if not value:
+        raise WireError(f"{key} is missing")
+    return value
+
+
+def decode_message(data: object) -> MessageResource:
+    """A Message resource from Twilio's JSON (create, fetch or a list item)."""
+    if not isinstance(data, Mapping):
+        raise WireError("a message resource must be a JSON object")
+    return MessageResource(
+        sid=_req_str(data, "sid"),
+        account_sid=_req_str(data, "account_sid"),
+        status=_req_str(data, "status"),
+        to=_opt_str(data, "to") or "",
+        from_=_opt_str(data, "from"),
+        body=_opt_str(data, "body"),
+        direction=_opt_str(data, "direction"),
+        messaging_service_sid=_opt_str(data, "messaging_service_sid"),
+        num_segments=_opt_int(data, "num_segments"),
+        num_media=_opt_int(data, "num_media"),
+        price=_opt_str(data, "price"),
+        price_unit=_opt_str(data, "price_unit"),
+        error_code=_opt_int(data, "error_code"),
+        error_message=_opt_str(data, "error_message"),
+        date_created=parse_rfc2822(data.get("date_created")),
+        date_sent=parse_rfc2822(data.get("date_sent")),
+        date_updated=parse_rfc2822(data.get("date_updated")),
+        uri=_opt_str(data, "uri"),
+    )
+
+
+def decode_message_page(data: object) -> MessagePage:
+    if not isinstance(data, Mapping) or not isinstance(data.get("messages"), list):
+        raise WireError("a message page must be an object with a messages list")
+    return MessagePage(
+        messages=tuple(decode_message(item) for item in data["messages"]),
+        next_page_uri=_opt_str(data, "next_page_uri"),
+    )
+
+
+def decode_account(data: object) -> AccountResource:
+    if not isinstance(data, Mapping):
+        raise WireError("an account resource must be a JSON object")
+    return AccountResource(
+        sid=_req_str(data, "sid"),
+        friendly_name=_opt_str(data, "friendly_name"),
+        status=_opt_str(data, "status"),
+        type=_opt_str(data, "type"),
+    )
+
+
+def decode_api_error(status: int, data: object, retry_after: str | None = None) -> ApiError:
+    """Twilio's legacy error JSON (``code``, ``message``, ``more_info``), or what we can get."""
+    code: int | None = None
+    message = f"HTTP {status}"
+    more_info: str | None = None
+    if isinstance(data, Mapping):
+        try:
+            code = _opt_int(data, "code")
+        except WireError:
+            code = None
+        raw_message = data.get("message") or data.get("detail") or data.get("title")
+        if isinstance(raw_message, str) and raw_message:
+            message = raw_message
+        info = data.get("more_info")
+        more_info = info if isinstance(info, str) else None
+    return ApiError(
+        status=status,
+        code=code,
+        message=message,
+        more_info=more_info,
+        retry_after=parse_retry_after(retry_after),
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    when = parse_rfc2822(text)
+    if when is None:
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """JSON text -> Python, with a WireError instead of a decoder exception."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WireError(f"not JSON: {exc}") from None
+
+
+# --- webhooks -> domain ---------------------------------------------------------------
+
+
+def parse_form(body: str) -> dict[str, list[str]]:
+    """A form body as key -> values, keeping blank values (Twilio signs them too)."""
+    return parse_qs(body, keep_blank_values=True, max_num_fields=10_000)
+
+
+def _first(form: Form, key: str) -> str | None:
+    values = form.get(key)
+    if not values:
+        return None
+    value = values[0]
+    return value if isinstance(value, str) else None
+
+
+def _to_float(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _fields(source: MessageSource) -> list[Form] | ConnectorError:
+    """One form per message in the body; JSON may hold an object or a ``Messages`` list."""
+    if source.format is SourceFormat.URL_POST:
+        try:
+            return [parse_form(source.body)]
+        except ValueError as exc:
+            return _webhook_error(f"unreadable form body: {exc}")
+    if source.format is SourceFormat.JSON:
+        try:
+            data = json.loads(source.body)
+        except ValueError as exc:
+            return _webhook_error(f"unreadable JSON body: {exc}")
+        items = data.get("Messages") if isinstance(data, dict) and "Messages" in data else data
+        if isinstance(items, dict):
+            items = [items]
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            return _webhook_error("JSON body must be an object or a Messages list of objects")
+        return [{str(k): _json_values(v) for k, v in item.items()} for item in items]
+    return ConnectorError(
+        code=MessagingErrorCodes.UNSUPPORTED_CONTENT_TYPE,
+        message=f"webhook content type {source.content_type!r} is not form or JSON",
+        domain=MessagingErrorCodes.DOMAIN,
+    )
+
+
+def _json_values(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else json.dumps(v) for v in value]
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, bool):
+        return ["true" if value else "false"]
+    return [json.dumps(value)]
+
+
+def _webhook_error(message: str, **details: Any) -> ConnectorError:
+    return ConnectorError(
+        code=MessagingErrorCodes.INVALID_WEBHOOK_DATA,
+        message=message,
+        domain=MessagingErrorCodes.DOMAIN,
+        details=details,
+    )
+
+
+_INBOUND_CONTENT_KEYS = frozenset({"Body", "NumMedia", "Latitude", "Longitude", "Address", "Label"})
+_MEDIA_KEY = re.compile(r"Media(Url|ContentType)\d+")
+
+
+def decode_inbound(form: Form) -> Message | ConnectorError:
+    """One inbound WhatsApp message from its webhook fields."""
+    sid, sender, receiver = _first(form, "MessageSid"), _first(form, "From"), _first(form, "To")
+    missing = [k for k, v in (("MessageSid", sid), ("From", sender), ("To", receiver)) if not v]
+    if missing:
+        return _webhook_error(f"inbound message lacks {', '.join(missing)}", missing=missing)
+    assert sid is not None and sender is not None and receiver is not None
+    properties: dict[str, Any] = {}
+    for key, values in form.items():
+        if key in _INBOUND_CONTENT_KEYS or _MEDIA_KEY.fullmatch(key) or not values:
+            continue
+        properties[key] = values[0] if len(values) == 1 else tuple(values)
+    return Message(
+        id=sid,
+        sender=Endpoint.phone(sender),
+        receiver=Endpoint.phone(receiver),
+        content=_inbound_content(form),
+        properties=properties,
+    )
+
+
+def _inbound_content(form: Form) -> Content:
+    body = _first(form, "Body") or ""
+    latitude, longitude = _to_float(_first(form, "Latitude")), _to_float(_first(form, "Longitude"))
+    if latitude is not None and longitude is not None:
+        return LocationContent(
+            latitude=latitude,
+            longitude=longitude,
+            address=_first(form, "Address"),
+            label=_first(form, "Label"),
+        )
+    media = _inbound_media(form)
+    if len(media) == 1 and not body:
+        return media[0]
+    if media:
+        return MultipartContent(parts=tuple(media), text=body or None)
+    button_payload = _first(form, "ButtonPayload")
+    button_text = _first(form, "ButtonText")
+    if button_payload is not None or button_text is not None:
+        return ButtonReplyContent(text=button_text or body, payload=button_payload)
+    return TextContent(body)
+
+
+def _inbound_media(form: Form) -> list[MediaContent]:
+    declared = _first(form, "NumMedia")
+    count = int(declared) if declared and declared.isdigit() else 0
+    # Trust the fields that are present, not only the count: never drop a URL.
+    index, items = 0, []
+    while index < max(count, 0) + 10:
+        url = _first(form, f"MediaUrl{index}")
+        if url is None and index >= count:
+            break
+        if url:
+            mime = _first(form, f"MediaContentType{index}") or ""
+            items.append(
+                MediaContent(MediaType.from_mime(mime), None, url, mime_type=mime or None)
+            )
+        index += 1
+    return items
+
+
+def decode_receive(source: MessageSource) -> ConnectorResult[ReceiveResult]:
+    """Every inbound message of one webhook body, or one coded error."""
+    forms = _fields(source)
+    if isinstance(forms, ConnectorError):
+        return ConnectorResult.failure(forms)
+    messages: list[Message] = []
+    for form in forms:
+        decoded = decode_inbound(form)
+        if isinstance(decoded, ConnectorError):
+            return ConnectorResult.failure(decoded)
+        messages.append(decoded)
+    return ConnectorResult.success(ReceiveResult(messages=tuple(messages)))
+
+
+_STATUS_EXTRAS = (
+    "To",
+    "From",
+    "AccountSid",
+    "MessagingServiceSid",
+    "ChannelPrefix",
+    "ChannelInstallSid",
+    "ChannelStatusMessage",
+    "ChannelToAddress",
+    "EventType",
+    "MessagePrice",
+    "MessagePriceUnit",
+    "ProfileName",
+    "ButtonText",
+    "ButtonPayload",
+    "ApiVersion",
+    "SmsStatus",
+    "RawDlrDoneDate",
+    "StructuredMessage",
+)
+
+
+def decode_status_callback(form: Form, received_at: dt.datetime) -> StatusUpdate | ConnectorError:
+    """A status callback; refuses one without MessageSid or MessageStatus."""
+    sid = _first(form, "MessageSid") or _first(form, "SmsSid")
+    raw_status = _first(form, "MessageStatus") or _first(form, "SmsStatus")
+    missing = [k for k, v in (("MessageSid", sid), ("MessageStatus", raw_status)) if not v]
+    if missing:
+        return _webhook_error(f"status callback lacks {', '.join(missing)}", missing=missing)
+    assert sid is not None and raw_status is not None
+    error_code_text = _first(form, "ErrorCode")
+    error_code = (
+        int(error_code_text) if error_code_text and error_code_text.strip().isdigit() else None
+    )
+    data: dict[str, Any] = {"twilio_status": raw_status}
+    for key in _STATUS_EXTRAS:
+        value = _first(form, key)
+        if value is not None:
+            data[key] = value
+    return StatusUpdate(
+        message_id=sid,
+        status=map_status(raw_status),
+        timestamp=received_at,
+        error_code=error_code,
+        error_message=_first(form, "ErrorMessage") or _first(form, "ChannelStatusMessage"),
+        data=data,
+    )
+
+
+def decode_status(source: MessageSource, received_at: dt.datetime) -> ConnectorResult[StatusUpdate]:
+    forms = _fields(source)
+    if isinstance(forms, ConnectorError):
+        return ConnectorResult.failure(forms)
+    if len(forms) != 1:
+        return ConnectorResult.failure(_webhook_error("a status callback carries one status"))
+    decoded = decode_status_callback(forms[0], received_at)
+    if isinstance(decoded, ConnectorError):
+        return ConnectorResult.failure(decoded)
+    return ConnectorResult.success(decoded)
+
+
+__all__ = [
+    "TWILIO_STATUS_MAP",
+    "TwilioErrorCodes",
+    "WireError",
+    "decode_account",
+    "decode_api_error",
+    "decode_inbound",
+    "decode_json",
+    "decode_message",
+    "decode_message_page",
+    "decode_receive",
+    "decode_status",
+    "decode_status_callback",
+    "format_rfc2822",
+    "map_status",
+    "parse_form",
+    "parse_rfc2822",
+    "parse_retry_after",
+]
