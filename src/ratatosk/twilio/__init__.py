@@ -1,0 +1,20 @@
+"""The WhatsApp-over-Twilio connector: schema, codes, codec, signatures, service.
+
+Pure: this package never imports aiohttp; the HTTP adapter is plugged in by
+``ratatosk.bootstrap`` (or loaded by name when the caller passes none).
+"""
+
+from .errors import PROVIDER_CODE_MAP, TwilioErrorCodes, map_provider_code
+from .schema import TwilioChannelSchemas
+from .signature import TwilioSignatureValidator, compute_signature
+from .twiml import TwiML
+
+__all__ = [
+    "PROVIDER_CODE_MAP",
+    "TwiML",
+    "TwilioChannelSchemas",
+    "TwilioErrorCodes",
+    "TwilioSignatureValidator",
+    "compute_signature",
+    "map_provider_code",
+]
