@@ -176,6 +176,10 @@ class SignatureValidator(Protocol):
 # --- Template catalog port -----------------------------------------------------
 
 
+def _frozen_strings(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return MappingProxyType(dict(value or {}))
+
+
 @attrs.frozen(kw_only=True)
 class TemplateInfo:
     """A content template as the catalog knows it.
@@ -189,9 +193,7 @@ class TemplateInfo:
     friendly_name: str
     language: str | None = None
     whatsapp_status: str | None = None
-    variables: Mapping[str, str] = attrs.field(
-        factory=dict, converter=lambda v: MappingProxyType(dict(v or {}))
-    )
+    variables: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_strings)
 
 
 class TemplateLookupError(Exception):
@@ -225,5 +227,3 @@ class Credentials:
 
     account_sid: str
     auth_token: Secret
-
-

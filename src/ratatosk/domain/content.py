@@ -79,9 +79,7 @@ class MediaContent:
     """One media item at a public URL; ``content_type_hint`` is the MIME type when known."""
 
     media_type: MediaType = attrs.field(validator=attrs.validators.instance_of(MediaType))
-    file_name: str | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_str)
-    )
+    file_name: str | None = attrs.field(default=None, validator=attrs.validators.optional(_str))
     url: str = attrs.field(default="", validator=_str)
     mime_type: str | None = attrs.field(default=None, kw_only=True)
 
@@ -107,9 +105,7 @@ class TemplateContent:
     """
 
     template_id: str = attrs.field(validator=_str)
-    parameters: Mapping[str, object] = attrs.field(
-        factory=dict, converter=_freeze_parameters
-    )
+    parameters: Mapping[str, object] = attrs.field(factory=dict, converter=_freeze_parameters)
     language: str | None = attrs.field(default=None, kw_only=True)
 
     @property

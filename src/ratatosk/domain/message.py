@@ -19,7 +19,6 @@ import attrs
 from .content import CONTENT_CLASSES, Content, MediaContent, TemplateContent, TextContent
 from .endpoint import Endpoint
 
-
 _T = TypeVar("_T")
 
 

@@ -53,7 +53,7 @@ class ConnectorError:
         }
 
 
-class ConnectorException(Exception):  # noqa: N818 - it carries a ConnectorError
+class ConnectorException(Exception):
     """Raised by :meth:`ConnectorResult.unwrap` on a failed result."""
 
     def __init__(self, error: ConnectorError) -> None:

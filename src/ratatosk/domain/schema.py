@@ -47,7 +47,7 @@ class DataType(enum.Enum):
 class AuthenticationType(enum.Enum):
     NONE = "None"
     BASIC = "Basic"
-    TOKEN = "Token"
+    TOKEN = "Token"  # noqa: S105 - an auth scheme name, not a secret
 
 
 @attrs.frozen(kw_only=True)
@@ -132,7 +132,9 @@ class FieldError:
     message: str
 
 
-def validate_settings(schema: ChannelSchema, settings: ConnectionSettings) -> tuple[FieldError, ...]:
+def validate_settings(
+    schema: ChannelSchema, settings: ConnectionSettings
+) -> tuple[FieldError, ...]:
     """Check every declared parameter; report all problems, never a secret value."""
     errors: list[FieldError] = []
     for spec in schema.parameters:

@@ -10,6 +10,7 @@ explicit ``reveal()``.
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
@@ -44,8 +45,6 @@ class Secret:
         return bool(self._value.strip())
 
     def __eq__(self, other: object) -> bool:
-        import hmac
-
         if not isinstance(other, Secret):
             return NotImplemented
         return hmac.compare_digest(self._value.encode(), other._value.encode())

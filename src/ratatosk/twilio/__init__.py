@@ -4,6 +4,7 @@ Pure: this package never imports aiohttp; the HTTP adapter is plugged in by
 ``ratatosk.bootstrap`` (or loaded by name when the caller passes none).
 """
 
+from .connector import TwilioWhatsAppConnector
 from .errors import PROVIDER_CODE_MAP, TwilioErrorCodes, map_provider_code
 from .schema import TwilioChannelSchemas
 from .signature import TwilioSignatureValidator, compute_signature
@@ -15,6 +16,7 @@ __all__ = [
     "TwilioChannelSchemas",
     "TwilioErrorCodes",
     "TwilioSignatureValidator",
+    "TwilioWhatsAppConnector",
     "compute_signature",
     "map_provider_code",
 ]

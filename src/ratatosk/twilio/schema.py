@@ -43,9 +43,7 @@ _PARAMETERS = (
         pattern=ACCOUNT_SID_PATTERN,
         description="Twilio account SID (starts with AC)",
     ),
-    ParameterSpec(
-        name="AuthToken", required=True, sensitive=True, description="Twilio auth token"
-    ),
+    ParameterSpec(name="AuthToken", required=True, sensitive=True, description="Twilio auth token"),
     ParameterSpec(
         name="WebhookUrl", type=DataType.URL, description="URL for inbound WhatsApp messages"
     ),
@@ -53,12 +51,13 @@ _PARAMETERS = (
         name="StatusCallback", type=DataType.URL, description="URL for delivery status callbacks"
     ),
     ParameterSpec(
-        name="FromNumber", description="Default sender, whatsapp:+E164, used when a message has none"
+        name="FromNumber",
+        description="Default sender, whatsapp:+E164, used when a message has none",
     ),
     ParameterSpec(
         name="MessagingServiceSid",
         pattern=MESSAGING_SERVICE_SID_PATTERN,
-        description="Messaging Service that picks the sender when neither message nor FromNumber does",
+        description="Messaging Service that picks the sender when no other sender is given",
     ),
     ParameterSpec(
         name="ApiBaseUrl",

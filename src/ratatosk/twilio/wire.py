@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -230,21 +231,26 @@ def _to_float(text: str | None) -> float | None:
         number = float(text)
     except ValueError:
         return None
-    return number if number == number and abs(number) != float("inf") else None
+    return number if math.isfinite(number) else None
 
 
-def _fields(source: MessageSource) -> list[Form] | ConnectorError:
-    """One form per message in the body; JSON may hold an object or a ``Messages`` list."""
+def _fields(source: MessageSource, unreadable: str) -> list[Form] | ConnectorError:
+    """One form per message in the body; JSON may hold an object or a ``Messages`` list.
+
+    A body that cannot be read at all gets the ``unreadable`` code (the
+    RECEIVE_*_FAILED of the operation); one that reads but lacks what Twilio
+    always sends gets INVALID_WEBHOOK_DATA.
+    """
     if source.format is SourceFormat.URL_POST:
         try:
             return [parse_form(source.body)]
         except ValueError as exc:
-            return _webhook_error(f"unreadable form body: {exc}")
+            return _unreadable(unreadable, f"unreadable form body: {exc}")
     if source.format is SourceFormat.JSON:
         try:
             data = json.loads(source.body)
         except ValueError as exc:
-            return _webhook_error(f"unreadable JSON body: {exc}")
+            return _unreadable(unreadable, f"unreadable JSON body: {exc}")
         items = data.get("Messages") if isinstance(data, dict) and "Messages" in data else data
         if isinstance(items, dict):
             items = [items]
@@ -270,6 +276,10 @@ def _json_values(value: object) -> list[str]:
     return [json.dumps(value)]
 
 
+def _unreadable(code: str, message: str) -> ConnectorError:
+    return ConnectorError(code=code, message=message, domain=TwilioErrorCodes.DOMAIN)
+
+
 def _webhook_error(message: str, **details: Any) -> ConnectorError:
     return ConnectorError(
         code=MessagingErrorCodes.INVALID_WEBHOOK_DATA,
@@ -289,7 +299,9 @@ def decode_inbound(form: Form) -> Message | ConnectorError:
     missing = [k for k, v in (("MessageSid", sid), ("From", sender), ("To", receiver)) if not v]
     if missing:
         return _webhook_error(f"inbound message lacks {', '.join(missing)}", missing=missing)
-    assert sid is not None and sender is not None and receiver is not None
+    assert sid is not None
+    assert sender is not None
+    assert receiver is not None
     properties: dict[str, Any] = {}
     for key, values in form.items():
         if key in _INBOUND_CONTENT_KEYS or _MEDIA_KEY.fullmatch(key) or not values:
@@ -337,16 +349,14 @@ def _inbound_media(form: Form) -> list[MediaContent]:
             break
         if url:
             mime = _first(form, f"MediaContentType{index}") or ""
-            items.append(
-                MediaContent(MediaType.from_mime(mime), None, url, mime_type=mime or None)
-            )
+            items.append(MediaContent(MediaType.from_mime(mime), None, url, mime_type=mime or None))
         index += 1
     return items
 
 
 def decode_receive(source: MessageSource) -> ConnectorResult[ReceiveResult]:
     """Every inbound message of one webhook body, or one coded error."""
-    forms = _fields(source)
+    forms = _fields(source, TwilioErrorCodes.RECEIVE_MESSAGE_FAILED)
     if isinstance(forms, ConnectorError):
         return ConnectorResult.failure(forms)
     messages: list[Message] = []
@@ -387,7 +397,8 @@ def decode_status_callback(form: Form, received_at: dt.datetime) -> StatusUpdate
     missing = [k for k, v in (("MessageSid", sid), ("MessageStatus", raw_status)) if not v]
     if missing:
         return _webhook_error(f"status callback lacks {', '.join(missing)}", missing=missing)
-    assert sid is not None and raw_status is not None
+    assert sid is not None
+    assert raw_status is not None
     error_code_text = _first(form, "ErrorCode")
     error_code = (
         int(error_code_text) if error_code_text and error_code_text.strip().isdigit() else None
@@ -408,7 +419,7 @@ def decode_status_callback(form: Form, received_at: dt.datetime) -> StatusUpdate
 
 
 def decode_status(source: MessageSource, received_at: dt.datetime) -> ConnectorResult[StatusUpdate]:
-    forms = _fields(source)
+    forms = _fields(source, TwilioErrorCodes.RECEIVE_STATUS_FAILED)
     if isinstance(forms, ConnectorError):
         return ConnectorResult.failure(forms)
     if len(forms) != 1:
@@ -435,6 +446,6 @@ __all__ = [
     "format_rfc2822",
     "map_status",
     "parse_form",
-    "parse_rfc2822",
     "parse_retry_after",
+    "parse_rfc2822",
 ]

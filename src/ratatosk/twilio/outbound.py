@@ -1,0 +1,336 @@
+"""Turning a kernel ``Message`` into Twilio's Create Message request (connector layer, pure).
+
+Everything that can be decided without I/O is decided here, before any port
+is called: capabilities, content type, numbers, sender fallback, properties,
+WhatsApp's limits and template variables. A refused message therefore costs
+nothing and reaches Twilio never (a property test checks zero port calls).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from ..domain.content import ContentType, MediaContent, TemplateContent, TextContent
+from ..domain.endpoint import EndpointType, NumberProblem, parse_whatsapp_number
+from ..domain.errors import MessagingErrorCodes, catalog
+from ..domain.message import Message
+from ..domain.result import ConnectorError
+from ..domain.schema import (
+    Capability,
+    ChannelSchema,
+    check_content_type,
+    coerce_int,
+    is_absolute_http_url,
+    validate_properties,
+)
+from ..ports import CreateMessageRequest, TemplateInfo
+from .errors import TwilioErrorCodes
+from .schema import CONTENT_SID_PATTERN, MAX_BODY_LENGTH
+
+_TWILIO_CODES: Final = catalog(TwilioErrorCodes)
+_CONTENT_SID: Final = re.compile(CONTENT_SID_PATTERN)
+_VARIABLE_KEY: Final = re.compile(r"[A-Za-z0-9_]{1,16}")
+MAX_TEMPLATE_VARIABLES: Final = 100
+
+
+def error(
+    code: str, message: str, *, provider_code: int | None = None, **details: Any
+) -> ConnectorError:
+    """A ConnectorError whose domain follows from its code (Twilio's table or the kernel's)."""
+    domain = TwilioErrorCodes.DOMAIN if code in _TWILIO_CODES else MessagingErrorCodes.DOMAIN
+    return ConnectorError(
+        code=code, message=message, domain=domain, provider_code=provider_code, details=details
+    )
+
+
+@attrs.frozen(kw_only=True)
+class SendConfig:
+    """The settings that shape every send, read once at ``initialize``."""
+
+    default_from: str | None = None
+    messaging_service_sid: str | None = None
+    status_callback: str | None = None
+    strict_numbers: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class SendPlan:
+    """A validated request; ``template`` is set when a friendly name must still be resolved."""
+
+    request: CreateMessageRequest
+    template: TemplateContent | None = None
+
+
+def plan_send(
+    schema: ChannelSchema, config: SendConfig, message: Message
+) -> SendPlan | ConnectorError:
+    """Validate ``message`` and build its request, or say precisely what is wrong."""
+    if not isinstance(message, Message):
+        raise TypeError(f"send_message takes a Message, not {type(message).__name__}")
+    content = message.content
+    if content is None:
+        return error(
+            TwilioErrorCodes.INVALID_MESSAGE, "the message has no content", field="content"
+        )
+    refused = _check_content(schema, content.content_type)
+    if refused is not None:
+        return refused
+    receiver = _recipient(schema, message, config.strict_numbers)
+    if isinstance(receiver, ConnectorError):
+        return receiver
+    sender = _sender(schema, message, config)
+    if isinstance(sender, ConnectorError):
+        return sender
+    from_, service = sender
+    problems = validate_properties(schema, message.properties)
+    if problems:
+        return error(
+            TwilioErrorCodes.INVALID_MESSAGE,
+            "; ".join(f"{p.field} {p.message}" for p in problems),
+            fields=[p.field for p in problems],
+        )
+    validity = coerce_int(message.properties.get("ValidityPeriod"))
+    caption = message.properties.get("caption")
+    base = CreateMessageRequest(
+        to=receiver,
+        from_=from_,
+        messaging_service_sid=service,
+        status_callback=config.status_callback,
+        validity_period=validity,
+    )
+    if isinstance(content, TextContent):
+        if caption is not None:
+            return _caption_misuse()
+        body_error = _check_body(content.text, "Body")
+        return body_error or SendPlan(request=attrs.evolve(base, body=content.text))
+    if isinstance(content, MediaContent):
+        return _plan_media(base, content, caption)
+    assert isinstance(content, TemplateContent)
+    if caption is not None:
+        return _caption_misuse()
+    return _plan_template(base, content)
+
+
+def _check_content(schema: ChannelSchema, content_type: ContentType) -> ConnectorError | None:
+    problem = check_content_type(schema, content_type)
+    needs = {
+        ContentType.MEDIA: Capability.MEDIA_ATTACHMENTS,
+        ContentType.TEMPLATE: Capability.TEMPLATES,
+    }.get(content_type, Capability.SEND_MESSAGES)
+    if problem is None and schema.supports(needs):
+        return None
+    return error(
+        MessagingErrorCodes.UNSUPPORTED_CONTENT_TYPE,
+        problem.message if problem else f"{content_type.value} needs capability {needs.name}",
+        content_type=content_type.value,
+    )
+
+
+def _recipient(schema: ChannelSchema, message: Message, strict: bool) -> str | ConnectorError:
+    endpoint = message.receiver
+    if endpoint is None:
+        return error(MessagingErrorCodes.INVALID_RECIPIENT, "the message has no recipient")
+    if endpoint.type is not EndpointType.PHONE_NUMBER:
+        return error(
+            MessagingErrorCodes.INVALID_RECIPIENT,
+            f"{endpoint.type.value} recipients are not supported; use a phone number",
+        )
+    parsed = parse_whatsapp_number(endpoint.address, strict=strict)
+    if parsed.ok:
+        assert parsed.address is not None
+        return parsed.address
+    if parsed.had_prefix:
+        return error(
+            TwilioErrorCodes.INVALID_WHATSAPP_NUMBER,
+            f"recipient {endpoint.address[:40]!r} is not whatsapp:+E164 ({_why(parsed.problem)})",
+            field="to",
+            problem=parsed.problem.value if parsed.problem else None,
+        )
+    return error(
+        MessagingErrorCodes.INVALID_RECIPIENT,
+        f"recipient {endpoint.address[:40]!r} must be whatsapp:+E164 ({_why(parsed.problem)})",
+        field="to",
+        problem=parsed.problem.value if parsed.problem else None,
+    )
+
+
+def _sender(
+    schema: ChannelSchema, message: Message, config: SendConfig
+) -> tuple[str | None, str | None] | ConnectorError:
+    endpoint = message.sender
+    if endpoint is not None and endpoint.type is not EndpointType.PHONE_NUMBER:
+        return error(
+            TwilioErrorCodes.INVALID_SENDER,
+            f"{endpoint.type.value} senders are not supported; use a WhatsApp number",
+        )
+    address = endpoint.address if endpoint is not None else config.default_from
+    if address is None or not address.strip():
+        if config.messaging_service_sid:
+            return None, config.messaging_service_sid
+        return error(
+            TwilioErrorCodes.MISSING_FROM_NUMBER,
+            "no sender: set one on the message, or FromNumber or MessagingServiceSid in settings",
+        )
+    parsed = parse_whatsapp_number(address, strict=config.strict_numbers)
+    if not parsed.ok:
+        return error(
+            TwilioErrorCodes.INVALID_SENDER,
+            f"sender {address[:40]!r} is not whatsapp:+E164 ({_why(parsed.problem)})",
+            field="from",
+            problem=parsed.problem.value if parsed.problem else None,
+        )
+    return parsed.address, None
+
+
+def _why(problem: NumberProblem | None) -> str:
+    return (
+        {
+            NumberProblem.EMPTY: "empty",
+            NumberProblem.WRONG_SCHEME: "only the whatsapp: scheme is allowed",
+            NumberProblem.NOT_E164: "not an E.164 number with a leading +",
+            NumberProblem.NOT_POSSIBLE: "not a possible number for its country",
+            NumberProblem.NOT_VALID: "not a valid number in its numbering plan",
+        }.get(problem, "invalid")
+        if problem
+        else "invalid"
+    )
+
+
+def _check_body(text: str, field: str) -> ConnectorError | None:
+    if not text.strip():
+        return error(TwilioErrorCodes.INVALID_MESSAGE, f"{field} is empty", field=field)
+    if len(text) > MAX_BODY_LENGTH:
+        return error(
+            TwilioErrorCodes.INVALID_MESSAGE,
+            f"{field} has {len(text)} characters; Twilio accepts at most {MAX_BODY_LENGTH}",
+            field=field,
+            length=len(text),
+            limit=MAX_BODY_LENGTH,
+        )
+    return None
+
+
+def _caption_misuse() -> ConnectorError:
+    return error(
+        TwilioErrorCodes.INVALID_MESSAGE,
+        "caption applies to media messages only; it would be dropped",
+        fields=["caption"],
+    )
+
+
+def _plan_media(
+    base: CreateMessageRequest, media: MediaContent, caption: object
+) -> SendPlan | ConnectorError:
+    if not is_absolute_http_url(media.url):
+        return error(
+            TwilioErrorCodes.INVALID_MESSAGE,
+            f"media URL {media.url[:80]!r} is not an absolute http(s) URL",
+            field="MediaUrl",
+        )
+    body: str | None = None
+    if isinstance(caption, str) and caption:
+        problem = _check_body(caption, "caption")
+        if problem is not None:
+            return problem
+        body = caption
+    return SendPlan(request=attrs.evolve(base, media_urls=(media.url,), body=body))
+
+
+def _plan_template(
+    base: CreateMessageRequest, template: TemplateContent
+) -> SendPlan | ConnectorError:
+    template_id = template.template_id.strip()
+    if not template_id:
+        return error(
+            TwilioErrorCodes.MISSING_CONTENT_SID,
+            "the template has no id: give a Content SID (HX...) or a template name",
+        )
+    variables = encode_variables(template.parameters)
+    if isinstance(variables, ConnectorError):
+        return variables
+    request = attrs.evolve(base, content_variables=variables)
+    if _CONTENT_SID.fullmatch(template_id):
+        return SendPlan(request=attrs.evolve(request, content_sid=template_id))
+    return SendPlan(request=request, template=template)
+
+
+def encode_variables(parameters: Mapping[str, object]) -> str | ConnectorError | None:
+    """Template parameters as Twilio's ContentVariables: a JSON object of strings.
+
+    Refuses what Twilio would refuse later (21656) or silently mangle: None
+    values, nested values, non-finite numbers, keys with spaces or over 16
+    characters, more than 100 pairs.
+    """
+    if not parameters:
+        return None
+    if len(parameters) > MAX_TEMPLATE_VARIABLES:
+        return error(
+            TwilioErrorCodes.INVALID_MESSAGE,
+            f"{len(parameters)} template variables; at most {MAX_TEMPLATE_VARIABLES}",
+        )
+    encoded: dict[str, str] = {}
+    bad: list[str] = []
+    for key, value in parameters.items():
+        name = str(key)
+        text = _variable_text(value)
+        if not _VARIABLE_KEY.fullmatch(name) or text is None or len(text) > MAX_BODY_LENGTH:
+            bad.append(name)
+            continue
+        encoded[name] = text
+    if bad:
+        return error(
+            TwilioErrorCodes.INVALID_MESSAGE,
+            "template variables must have names of 1-16 letters, digits or _ and "
+            f"non-empty text values: {', '.join(sorted(bad)[:10])}",
+            fields=sorted(bad),
+        )
+    return json.dumps(encoded, ensure_ascii=False, separators=(",", ":"))
+
+
+def _variable_text(value: object) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return None
+
+
+def check_template(info: TemplateInfo, template: TemplateContent) -> ConnectorError | None:
+    """Refuse a template WhatsApp would reject: not approved, or variables that do not match."""
+    status = (info.whatsapp_status or "approved").lower()
+    if status != "approved":
+        return error(
+            TwilioErrorCodes.TEMPLATE_NOT_APPROVED,
+            f"template {info.friendly_name!r} is {status!r} for WhatsApp, not approved",
+            template=info.friendly_name,
+            content_sid=info.sid,
+            whatsapp_status=status,
+        )
+    if not info.variables:
+        return None
+    declared, given = set(info.variables), {str(k) for k in template.parameters}
+    missing, unknown = sorted(declared - given), sorted(given - declared)
+    if missing or unknown:
+        parts = [
+            f"missing {', '.join(missing)}" if missing else "",
+            f"unknown {', '.join(unknown)}" if unknown else "",
+        ]
+        return error(
+            TwilioErrorCodes.INVALID_MESSAGE,
+            f"template {info.friendly_name!r} variables: {'; '.join(p for p in parts if p)}",
+            missing=missing,
+            unknown=unknown,
+        )
+    return None
