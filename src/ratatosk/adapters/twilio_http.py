@@ -1,0 +1,205 @@
+"""The real Twilio REST adapter: aiohttp on API v2010 (adapters layer).
+
+Speaks exactly what the OpenAPI contract describes: HTTP Basic auth,
+form-encoded requests with ``MediaUrl`` repeated, JSON answers. One pooled
+``ClientSession`` per adapter, created on first use inside the running loop.
+Library exceptions are translated here, once, into the port's
+``TransportError`` with ``maybe_delivered`` set by the phase that failed:
+a connect failure never reached Twilio; a read failure may have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import attrs
+
+from .. import __version__
+from ..domain.settings import ConnectionSettings, Secret
+from ..ports import (
+    AccountResource,
+    ApiError,
+    CreateMessageRequest,
+    MessagePage,
+    MessageQuery,
+    MessageResource,
+    TransportError,
+)
+from ..twilio import wire
+from ..twilio.schema import DEFAULT_API_BASE_URL
+
+USER_AGENT: Final = f"ratatosk-twilio/{__version__}"
+_FORM: Final = "application/x-www-form-urlencoded"
+
+
+@attrs.frozen(kw_only=True)
+class HttpTimeouts:
+    """Connect, read and whole-request deadlines, in seconds."""
+
+    connect: float = 5.0
+    read: float = 15.0
+    total: float = 30.0
+
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=self.total, sock_connect=self.connect, sock_read=self.read
+        )
+
+
+class AiohttpMessagingApi:
+    """``MessagingApi`` over Twilio's REST API (or the emulator at ``base_url``)."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: Secret | str,
+        *,
+        base_url: str = DEFAULT_API_BASE_URL,
+        timeouts: HttpTimeouts | None = None,
+        max_connections: int = 100,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        token = auth_token if isinstance(auth_token, Secret) else Secret(auth_token)
+        self.account_sid: Final = account_sid
+        self.base_url: Final = base_url.rstrip("/")
+        self._timeouts = timeouts or HttpTimeouts()
+        self._max_connections = max_connections
+        self._session = session
+        self._owns_session = session is None
+        credentials = f"{account_sid}:{token.reveal()}".encode()
+        self._headers: Final = {
+            "Authorization": "Basic " + base64.b64encode(credentials).decode("ascii"),
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Accept-Charset": "utf-8",
+        }
+        self._post_headers: Final = {**self._headers, "Content-Type": _FORM}
+        account = f"{self.base_url}/2010-04-01/Accounts/{quote(account_sid, safe='')}"
+        self._account_url: Final = account + ".json"
+        self._messages_url: Final = account + "/Messages.json"
+        self._message_url: Final = account + "/Messages/{}.json"
+
+    @classmethod
+    def from_settings(cls, settings: ConnectionSettings) -> AiohttpMessagingApi:
+        """Built from AccountSid, AuthToken, ApiBaseUrl and the optional Http*Timeout settings."""
+        account_sid = settings.get_string("AccountSid")
+        token = settings.get_secret("AuthToken")
+        if account_sid is None or token is None:
+            raise ValueError("AccountSid and AuthToken are required")
+        timeouts = HttpTimeouts(
+            connect=float(settings.get_string("HttpConnectTimeout") or 5.0),
+            read=float(settings.get_string("HttpReadTimeout") or 15.0),
+            total=float(settings.get_string("HttpTotalTimeout") or 30.0),
+        )
+        return cls(
+            account_sid,
+            token,
+            base_url=settings.get_string("ApiBaseUrl") or DEFAULT_API_BASE_URL,
+            timeouts=timeouts,
+        )
+
+    def __repr__(self) -> str:
+        return f"AiohttpMessagingApi(account_sid={self.account_sid!r}, base_url={self.base_url!r})"
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeouts.client_timeout(), raise_for_status=False
+            )
+            self._owns_session = True
+        return self._session
+
+    async def _call(
+        self, method: str, url: str, *, data: bytes | None = None
+    ) -> tuple[int, Any, str | None]:
+        headers = self._post_headers if data is not None else self._headers
+        try:
+            async with self._client().request(method, url, data=data, headers=headers) as response:
+                raw = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(
+                f"cannot connect to {self.base_url}: {exc.strerror or exc}", maybe_delivered=False
+            ) from None
+        except aiohttp.ConnectionTimeoutError:
+            raise TransportError(
+                f"connect timeout to {self.base_url}", maybe_delivered=False
+            ) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise TransportError("Twilio did not answer in time", maybe_delivered=True) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(
+                f"connection failed mid-request: {type(exc).__name__}", maybe_delivered=True
+            ) from None
+        body: Any = None
+        if raw:
+            try:
+                body = wire.decode_json(raw)
+            except wire.WireError:
+                body = None
+        return status, body, retry_after
+
+    @staticmethod
+    def _decode(status: int, body: Any, retry_after: str | None, decode: Any) -> Any:
+        if 200 <= status < 300:
+            try:
+                return decode(body)
+            except wire.WireError as exc:
+                raise TransportError(
+                    f"unreadable answer from Twilio: {exc}", maybe_delivered=True
+                ) from None
+        return wire.decode_api_error(status, body, retry_after)
+
+    async def create_message(self, request: CreateMessageRequest) -> MessageResource | ApiError:
+        data = urlencode(request.to_form()).encode("ascii")
+        status, body, retry_after = await self._call("POST", self._messages_url, data=data)
+        result: MessageResource | ApiError = self._decode(
+            status, body, retry_after, wire.decode_message
+        )
+        return result
+
+    async def fetch_message(self, sid: str) -> MessageResource | ApiError:
+        url = self._message_url.format(quote(sid, safe=""))
+        status, body, retry_after = await self._call("GET", url)
+        result: MessageResource | ApiError = self._decode(
+            status, body, retry_after, wire.decode_message
+        )
+        return result
+
+    async def list_messages(self, query: MessageQuery) -> MessagePage | ApiError:
+        params: list[tuple[str, str]] = [("PageSize", str(query.page_size))]
+        if query.to is not None:
+            params.append(("To", query.to))
+        if query.from_ is not None:
+            params.append(("From", query.from_))
+        if query.date_sent_after is not None:
+            day = query.date_sent_after
+            if isinstance(day, dt.datetime):
+                day = day.astimezone(dt.UTC).date()
+            params.append(("DateSent>", day.isoformat()))
+        url = f"{self._messages_url}?{urlencode(params)}"
+        status, body, retry_after = await self._call("GET", url)
+        result: MessagePage | ApiError = self._decode(
+            status, body, retry_after, wire.decode_message_page
+        )
+        return result
+
+    async def fetch_account(self) -> AccountResource | ApiError:
+        status, body, retry_after = await self._call("GET", self._account_url)
+        result: AccountResource | ApiError = self._decode(
+            status, body, retry_after, wire.decode_account
+        )
+        return result
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session and not self._session.closed:
+            await self._session.close()
+            # Let the connector's transports finish closing (no ResourceWarning).
+            await asyncio.sleep(0)
