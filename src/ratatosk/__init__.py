@@ -17,7 +17,13 @@ from .domain.content import (
     TemplateContent,
     TextContent,
 )
-from .domain.endpoint import Endpoint, EndpointType, NumberProblem, ParsedNumber, parse_whatsapp_number
+from .domain.endpoint import (
+    Endpoint,
+    EndpointType,
+    NumberProblem,
+    ParsedNumber,
+    parse_whatsapp_number,
+)
 from .domain.errors import MessagingErrorCodes
 from .domain.message import Message, MessageBuilder
 from .domain.result import (

@@ -13,8 +13,9 @@ import asyncio
 import datetime as dt
 import importlib
 import logging
+import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
@@ -42,6 +43,7 @@ from ..ports import (
     ApiError,
     Clock,
     CreateMessageRequest,
+    MessageQuery,
     MessageResource,
     MessagingApi,
     SignatureValidator,
@@ -52,6 +54,7 @@ from ..ports import (
 from . import wire
 from .errors import TwilioErrorCodes, map_provider_code
 from .outbound import SendConfig, SendPlan, check_template, error, plan_send
+from .resilience import Outcome, SendPolicy, TokenBucket, classify, find_sent
 from .schema import MESSAGE_SID_PATTERN
 from .signature import TwilioSignatureValidator
 
@@ -63,6 +66,7 @@ T = TypeVar("T")
 DEFAULT_TRANSPORT: Final = "ratatosk.adapters.twilio_http:AiohttpMessagingApi"
 DEFAULT_BATCH_CONCURRENCY: Final = 50
 _MESSAGE_SID: Final = re.compile(MESSAGE_SID_PATTERN)
+_CLAIMED_MAX: Final = 10_000
 
 
 class _UtcClock:
@@ -88,6 +92,9 @@ class TwilioWhatsAppConnector:
         template_catalog: TemplateCatalog | None = None,
         clock: Clock | None = None,
         batch_concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        owns_transport: bool | None = None,
+        send_policy: SendPolicy | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if not isinstance(schema, ChannelSchema):
             raise TypeError(
@@ -100,11 +107,17 @@ class TwilioWhatsAppConnector:
         self.schema: Final = schema
         self._settings = settings
         self._transport = transport
-        self._owns_transport = transport is None
+        # We close what we opened; a transport the caller passed is the caller's.
+        self._owns_transport = transport is None if owns_transport is None else owns_transport
         self._validator = signature_validator
         self._catalog = template_catalog
         self._clock: Clock = clock or _UtcClock()
         self._batch_concurrency = batch_concurrency
+        self._policy = send_policy or SendPolicy()
+        self._rng = rng or random.Random()
+        self._in_flight = asyncio.Semaphore(self._policy.max_in_flight)
+        self._buckets: dict[str, TokenBucket] = {}
+        self._claimed: dict[str, None] = {}  # insertion-ordered, bounded: SIDs already reported
         self._state = ConnectorState.UNINITIALIZED
         self._config = SendConfig()
         self._account_sid: str | None = None
@@ -320,18 +333,103 @@ class TwilioWhatsAppConnector:
     async def _create(
         self, api: MessagingApi, request: CreateMessageRequest
     ) -> MessageResource | ConnectorError:
-        try:
-            answer = await api.create_message(request)
-        except TransportError as exc:
-            return error(
-                TwilioErrorCodes.SEND_WHATSAPP_MESSAGE_FAILED,
-                f"no usable answer from Twilio: {exc}",
-                maybe_delivered=exc.maybe_delivered,
+        """Create with the send policy: throttle, bounded retries, reconcile when unsure."""
+        policy = self._policy.retry
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + policy.deadline
+        started = self._clock.now()
+        await self._throttle(request, loop.time)
+        attempt = 0
+        while True:
+            attempt += 1
+            failure: ApiError | TransportError
+            try:
+                async with self._in_flight, asyncio.timeout_at(deadline):
+                    answer = await api.create_message(request)
+            except TransportError as exc:
+                failure = exc
+            except TimeoutError:
+                failure = TransportError("send deadline passed", maybe_delivered=True)
+            else:
+                if not isinstance(answer, ApiError):
+                    self._claim(answer.sid)
+                    return answer
+                failure = answer
+            outcome = classify(failure)
+            if outcome is Outcome.RECONCILE and self._policy.reconcile:
+                return await self._reconcile(api, request, started, failure, attempt)
+            if outcome is Outcome.RETRY and attempt < policy.max_attempts:
+                hint = failure.retry_after if isinstance(failure, ApiError) else None
+                wait = policy.delay(attempt, hint, self._rng)
+                if loop.time() + wait < deadline:
+                    log.info(
+                        "send attempt %d failed (%s); retrying in %.2fs",
+                        attempt,
+                        _why(failure),
+                        wait,
+                    )
+                    await asyncio.sleep(wait)
+                    continue
+            return _send_failure(failure, attempt)
+
+    async def _throttle(self, request: CreateMessageRequest, now: Callable[[], float]) -> None:
+        rate = self._policy.rate_per_sender
+        if rate is None:
+            return
+        key = request.from_ or request.messaging_service_sid or ""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(rate=rate, burst=self._policy.burst)
+        wait = bucket.reserve(now())
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _claim(self, sid: str) -> None:
+        self._claimed[sid] = None
+        if len(self._claimed) > _CLAIMED_MAX:
+            del self._claimed[next(iter(self._claimed))]
+
+    async def _reconcile(
+        self,
+        api: MessagingApi,
+        request: CreateMessageRequest,
+        started: dt.datetime,
+        failure: ApiError | TransportError,
+        attempts: int,
+    ) -> MessageResource | ConnectorError:
+        """After an ambiguous failure, find out whether Twilio created the message."""
+        query = MessageQuery(
+            to=request.to,
+            from_=request.from_,
+            date_sent_after=(started - dt.timedelta(days=1)).date(),
+            page_size=50,
+        )
+        for _ in range(2):
+            try:
+                page = await api.list_messages(query)
+            except TransportError:
+                continue
+            if isinstance(page, ApiError):
+                break
+            found = find_sent(
+                request, page.messages, not_before=started, claimed=self._claimed.keys()
             )
-        if isinstance(answer, ApiError):
-            code = map_provider_code(answer.code, answer.status)
-            return _api_failure(code, "Twilio refused the message", answer)
-        return answer
+            if found is not None:
+                log.info("ambiguous send reconciled: Twilio has %s", found.sid)
+                self._claim(found.sid)
+                return found
+            break
+        return error(
+            TwilioErrorCodes.SEND_OUTCOME_UNKNOWN,
+            f"Twilio may or may not have accepted the message ({_why(failure)}); it was not "
+            "resent and was not found among the recipient's recent messages; "
+            "check before resending",
+            provider_code=failure.code if isinstance(failure, ApiError) else None,
+            to=request.to,
+            sender=request.from_ or request.messaging_service_sid,
+            attempted_at=started.isoformat(),
+            attempts=attempts,
+        )
 
     def _send_result(self, message: Message, resource: MessageResource) -> SendResult:
         data: dict[str, Any] = {
@@ -506,6 +604,27 @@ class TwilioWhatsAppConnector:
                 data={"latency_seconds": latency, "channel": self.schema.channel},
             )
         )
+
+
+def _why(failure: ApiError | TransportError) -> str:
+    if isinstance(failure, TransportError):
+        return str(failure)
+    return f"HTTP {failure.status}, Twilio {failure.code}"
+
+
+def _send_failure(failure: ApiError | TransportError, attempts: int) -> ConnectorError:
+    if isinstance(failure, TransportError):
+        return error(
+            TwilioErrorCodes.SEND_WHATSAPP_MESSAGE_FAILED,
+            f"no usable answer from Twilio: {failure}",
+            maybe_delivered=failure.maybe_delivered,
+            attempts=attempts,
+        )
+    code = map_provider_code(failure.code, failure.status)
+    return attrs.evolve(
+        _api_failure(code, "Twilio refused the message", failure),
+        details={**_api_failure(code, "", failure).details, "attempts": attempts},
+    )
 
 
 def _api_failure(code: str, what: str, answer: ApiError) -> ConnectorError:
