@@ -1,0 +1,348 @@
+"""TwilioModel: one pure behaviour model of Twilio's Messages and Content APIs (emulator layer).
+
+Both faces wrap it: ``ratatosk.emulator.app`` serves it over real HTTP and
+``ratatosk.testing.FakeTwilio`` calls it in process, so the two cannot drift.
+It does no I/O: time comes from an injected clock callable (aware UTC) and
+every SID, token and fault from an injected ``random.Random``, so a seeded
+run replays exactly. Methods answer :class:`Reply` values (status, JSON
+body, headers, a fault to act out); status changes queue signed
+:class:`StatusCallback` records that a face delivers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Final
+
+from ...twilio.signature import compute_signature
+from .content import ContentApiMixin, ContentTemplate, seed_templates
+from .faults import FaultKind, FaultPlan, ScriptedError, after_store, fault_reply
+from .messages import StoredMessage, list_page
+from .progress import FINAL_CHOICES, ProgressionMixin
+from .records import (
+    API_VERSION,
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_AUTH_TOKEN,
+    SANDBOX_SENDER,
+    Account,
+    Reply,
+    SidFactory,
+    StatusCallback,
+    error_reply,
+    not_found,
+)
+from .validation import CreateParams, validate_create
+from .webhooks import Location, inbound_form
+
+Clock = Callable[[], dt.datetime]
+
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+WINDOW: Final = dt.timedelta(hours=24)
+
+
+def _system_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class TwilioModel(ProgressionMixin, ContentApiMixin):
+    """Twilio's Messages API (v2010) and Content API (v1) for WhatsApp, in memory.
+
+    Behaviour knobs: ``senders`` (the account's WhatsApp senders; None
+    accepts any valid one, else 63007), ``final_status`` (``sent``,
+    ``delivered`` or ``read``) reached one ``step_seconds`` per status,
+    ``failing_recipients`` (address -> error code: those end
+    ``undelivered``), ``enforce_window`` (free-form outside 24 h of the
+    recipient's last inbound message ends ``undelivered`` with 63016),
+    ``strict_content`` (an unknown ContentSid is refused with 21655 instead of
+    being sent as an empty body) and ``faults`` (a :class:`FaultPlan`).
+    """
+
+    def __init__(
+        self,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        senders: Collection[str] | None = None,
+        final_status: str = "read",
+        step_seconds: float = 1.0,
+        failing_recipients: Mapping[str, int] | None = None,
+        enforce_window: bool = False,
+        strict_content: bool = False,
+        faults: FaultPlan | None = None,
+        service_sender: str = SANDBOX_SENDER,
+    ) -> None:
+        if final_status not in FINAL_CHOICES:
+            raise ValueError(f"final_status must be one of {FINAL_CHOICES}")
+        self.clock: Clock = clock or _system_now
+        self._rng = rng if rng is not None else random.Random()
+        self._sids = SidFactory(self._rng)
+        self.senders = frozenset(senders) if senders is not None else None
+        self.final_status = final_status
+        self.step = dt.timedelta(seconds=step_seconds)
+        self.failing_recipients = dict(failing_recipients or {})
+        self.enforce_window = enforce_window
+        self.strict_content = strict_content
+        self.faults = faults or FaultPlan()
+        self.service_sender = service_sender
+        self._accounts: dict[str, Account] = {}
+        self._messages: dict[str, StoredMessage] = {}
+        self._outbound: list[StoredMessage] = []
+        self._heap: list[tuple[dt.datetime, int, str]] = []
+        self._callbacks: deque[StatusCallback] = deque()
+        self._script: deque[ScriptedError | FaultKind] = deque()
+        self._last_inbound: dict[tuple[str, str], dt.datetime] = {}
+        self._templates: dict[str, ContentTemplate] = {}
+        self._seq = 0
+        self.main_account = self.add_account(account_sid, auth_token)
+
+    # --- accounts -------------------------------------------------------------------
+
+    def add_account(
+        self,
+        sid: str | None = None,
+        auth_token: str | None = None,
+        *,
+        friendly_name: str = "ratatosk emulator",
+    ) -> Account:
+        """Register an account (random SID/token when omitted), seeded with templates."""
+        sid = sid or self._sids.sid("AC")
+        if not _ACCOUNT_SID.fullmatch(sid):
+            raise ValueError(f"an account SID is AC + 32 hex, not {sid!r}")
+        account = Account(
+            sid=sid,
+            auth_token=auth_token or self._sids.sid("")[:32],
+            friendly_name=friendly_name,
+            date_created=self.clock(),
+            channel_install_sid=self._sids.sid("XE"),
+        )
+        self._accounts[sid] = account
+        for template in seed_templates(sid, account.date_created):
+            self._templates[template.sid] = template
+        return account
+
+    def account(self, sid: str) -> Account | None:
+        return self._accounts.get(sid)
+
+    def authenticate(self, account_sid: str, username: str, password: str) -> Reply | None:
+        """None when Basic credentials open ``account_sid``; else 401 / 20003."""
+        account = self._accounts.get(username)
+        if account is None or account.auth_token != password or username != account_sid:
+            return error_reply(20003, "Authentication Error - invalid username", 401)
+        return None
+
+    def fetch_account(self, sid: str) -> Reply:
+        account = self._accounts.get(sid)
+        if account is None:
+            return not_found(f"/{API_VERSION}/Accounts/{sid}.json")
+        return Reply(status=200, body=account.to_json())
+
+    # --- messages ---------------------------------------------------------------------
+
+    def create_message(self, account_sid: str, form: Sequence[tuple[str, str]]) -> Reply:
+        """POST Messages.json: scripted fault, drawn fault, validation, store; 201 or error."""
+        account = self._accounts.get(account_sid)
+        if account is None:
+            return not_found(f"/{API_VERSION}/Accounts/{account_sid}/Messages.json")
+        fault: FaultKind | None
+        if self._script:
+            scripted = self._script.popleft()
+            if isinstance(scripted, ScriptedError):
+                return scripted.reply()
+            fault = scripted
+        else:
+            fault = self.faults.draw(self._rng)
+        if fault is not None and (early := fault_reply(fault, self.faults)) is not None:
+            return early
+        params = validate_create(form, senders=self.senders)
+        if isinstance(params, Reply):
+            return params
+        template = self._templates.get(params.content_sid or "")
+        if params.content_sid and template is None and self.strict_content:
+            return error_reply(21655, "The ContentSid is Invalid.")
+        message = self._store_outbound(account, params, template)
+        return after_store(fault, self.faults, Reply(status=201, body=message.to_json()))
+
+    def fetch_message(self, account_sid: str, sid: str) -> Reply:
+        message = self._messages.get(sid)
+        if message is None or message.account_sid != account_sid:
+            return not_found(f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json")
+        return Reply(status=200, body=message.to_json())
+
+    def list_messages(self, account_sid: str, query: Mapping[str, str]) -> Reply:
+        """GET Messages.json with Twilio's filters and paging, newest first."""
+        if account_sid not in self._accounts:
+            return not_found(f"/{API_VERSION}/Accounts/{account_sid}/Messages.json")
+        return list_page(account_sid, list(self._messages.values()), query)
+
+    def message(self, sid: str) -> StoredMessage | None:
+        """Inspection: the stored record of a message (outbound or inbound)."""
+        return self._messages.get(sid)
+
+    @property
+    def outbound(self) -> list[StoredMessage]:
+        """Inspection: messages stored by create calls, oldest first."""
+        return list(self._outbound)
+
+    @property
+    def stored_count(self) -> int:
+        """How many creates stored a message (retries after ambiguous faults count twice)."""
+        return len(self._outbound)
+
+    def count_identical(self, to: str, from_: str | None, body: str) -> int:
+        """How many stored outbound messages share this (to, from, body)."""
+        return sum(1 for m in self._outbound if (m.to, m.from_, m.body) == (to, from_, body))
+
+    def duplicate_count(self) -> int:
+        """Stored messages beyond the first of each identical (to, sender, body)."""
+        counts = Counter((m.to, m.from_ or m.messaging_service_sid, m.body) for m in self._outbound)
+        return sum(n - 1 for n in counts.values())
+
+    def dump(self) -> list[dict[str, object]]:
+        """Every stored message with its callback URL, for debugging."""
+        return [
+            {**m.to_json(), "status_callback": m.status_callback, "form": [list(p) for p in m.form]}
+            for m in self._messages.values()
+        ]
+
+    def _store_outbound(
+        self,
+        account: Account,
+        params: CreateParams,
+        template: ContentTemplate | None,
+    ) -> StoredMessage:
+        now = self.clock()
+        via_service = params.messaging_service_sid is not None and params.from_ is None
+        body = params.body or ""
+        if template is not None:
+            body = template.render(params.content_variables)
+        message = StoredMessage(
+            sid=self._sids.sid("MM" if params.media_urls else "SM"),
+            account_sid=account.sid,
+            to=params.to,
+            from_=params.from_,
+            body=body,
+            direction="outbound-api",
+            status="accepted" if via_service else "queued",
+            num_media=len(params.media_urls),
+            num_segments=0 if via_service else 1,
+            messaging_service_sid=params.messaging_service_sid,
+            date_created=now,
+            date_updated=now,
+            date_sent=now,
+            form=params.form,
+            status_callback=params.status_callback,
+            content_sid=params.content_sid,
+            media_urls=params.media_urls,
+            seq=self._next_seq(),
+        )
+        failure = self._failure_code(params, template, params.from_ or self.service_sender)
+        message.plan = self.path_after(message.status, failure)
+        self._store(message)
+        self._outbound.append(message)
+        self.schedule(message, now + self.step)
+        return message
+
+    def _failure_code(
+        self, params: CreateParams, template: ContentTemplate | None, sender: str
+    ) -> int | None:
+        if params.to in self.failing_recipients:
+            return self.failing_recipients[params.to]
+        if template is not None and template.whatsapp_status != "approved":
+            return 63027
+        if self.enforce_window and not params.is_template:
+            last = self._last_inbound.get((sender, params.to))
+            if last is None or self.clock() - last > WINDOW:
+                return 63016
+        return None
+
+    def _store(self, message: StoredMessage) -> None:
+        self._messages[message.sid] = message
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # --- inbound ----------------------------------------------------------------------
+
+    def inbound_message(
+        self,
+        from_: str,
+        to: str,
+        *,
+        body: str = "",
+        media: Sequence[tuple[str, str] | str] = (),
+        location: Location | tuple[float, float] | None = None,
+        button: tuple[str, str] | str | None = None,
+        profile_name: str | None = None,
+        reply_to_sid: str | None = None,
+        account_sid: str | None = None,
+    ) -> dict[str, str]:
+        """A customer writes to the business: store it, open the 24 h window, return its form."""
+        account = self._accounts[account_sid] if account_sid else self.main_account
+        pairs = [(m, "image/jpeg") if isinstance(m, str) else m for m in media]
+        if isinstance(location, tuple):
+            location = Location(latitude=location[0], longitude=location[1])
+        if isinstance(button, str):
+            button = (button, button)
+        reply_to = None
+        if reply_to_sid is not None:
+            original = self._messages.get(reply_to_sid)
+            reply_to = (reply_to_sid, (original.from_ if original else None) or to)
+        now = self.clock()
+        sid = self._sids.sid("MM" if pairs else "SM")
+        form = inbound_form(
+            sid=sid,
+            account_sid=account.sid,
+            from_=from_,
+            to=to,
+            body=body,
+            media=pairs,
+            location=location,
+            button=button,
+            profile_name=profile_name,
+            reply_to=reply_to,
+        )
+        self._store(
+            StoredMessage(
+                sid=sid, account_sid=account.sid, to=to, from_=from_, body=form["Body"],
+                direction="inbound", status="received", num_media=len(pairs), num_segments=1,
+                messaging_service_sid=None, date_created=now, date_updated=now, date_sent=now,
+                media_urls=tuple(url for url, _ in pairs), seq=self._next_seq(),
+            )
+        )  # fmt: skip
+        self._last_inbound[(to, from_)] = now
+        return form
+
+    def sign(self, url: str, params: Mapping[str, str], account_sid: str | None = None) -> str:
+        """``X-Twilio-Signature`` for a webhook the model sends, with the account token."""
+        account = self._accounts[account_sid] if account_sid else self.main_account
+        return compute_signature(account.auth_token, url, params)
+
+    # --- faults -----------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        code: int,
+        status: int = 400,
+        message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """The next create answers this Twilio error (queued after earlier scripts)."""
+        self._script.append(
+            ScriptedError(code=code, status=status, message=message, retry_after=retry_after)
+        )
+
+    def reset_next(self, *, after_store: bool = False) -> None:
+        """The next create drops the connection, storing the message first if asked."""
+        self._script.append(
+            FaultKind.RESET_AFTER_STORE if after_store else FaultKind.RESET_BEFORE_STORE
+        )
+
+
+__all__ = ["WINDOW", "Clock", "TwilioModel"]
