@@ -140,6 +140,13 @@ class TwilioWhatsAppConnector:
     def settings(self) -> ConnectionSettings:
         return self._settings
 
+    @property
+    def signature_validator(self) -> SignatureValidator:
+        """The validator for this account's webhooks (ready after ``initialize``)."""
+        if self._validator is None:
+            raise RuntimeError("the signature validator exists after initialize()")
+        return self._validator
+
     async def initialize(self) -> ConnectorResult[None]:
         """Validate settings and plug the transport; the connector is Ready afterwards.
 

@@ -1,0 +1,213 @@
+"""The ``ratatosk`` command: send, status, templates, serve, emulator, demo.
+
+Reads ``TWILIO_*`` through ``bootstrap``; prints results as text or, with
+``--json``, one JSON object per line. Exit status: 0 on success, 1 when the
+operation failed with a coded error (code and message printed), 2 on bad usage.
+The auth token is never printed: errors are ConnectorErrors, whose messages
+are secret-free by construction, and unexpected exceptions print their type only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from .. import __version__
+from ..bootstrap import build_connector, settings_from_env, template_catalog_for
+from ..domain.content import MediaContent, MediaType, TemplateContent
+from ..domain.message import MessageBuilder
+from ..ports import TemplateLookupError
+from ..twilio.connector import TwilioWhatsAppConnector
+from ..twilio.errors import TwilioErrorCodes
+from ..twilio.outbound import error
+from .demo import demo
+from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, describe_status, status_json
+from .servers import emulator, serve
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ratatosk",
+        description="WhatsApp Business messaging through Twilio (or the local emulator).",
+        epilog="Credentials come from TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
+        "TWILIO_WHATSAPP_FROM and TWILIO_API_BASE_URL.",
+    )
+    parser.add_argument("--version", action="version", version=f"ratatosk {__version__}")
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    send = commands.add_parser("send", help="send one WhatsApp message")
+    send.add_argument("--to", required=True, help="recipient, whatsapp:+E164")
+    send.add_argument("--from", dest="sender", help="sender (default: TWILIO_WHATSAPP_FROM)")
+    what = send.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", help="a text message")
+    what.add_argument("--template", help="a template: Content SID (HX...) or name")
+    what.add_argument("--media", help="URL of one media item")
+    send.add_argument("--var", action="append", default=[], metavar="K=V", help="template variable")
+    send.add_argument("--language", help="template language, when names repeat across languages")
+    send.add_argument("--caption", help="caption for --media")
+    send.add_argument("--media-type", choices=[t.name.lower() for t in MediaType], default="image")
+    send.add_argument("--validity", type=int, metavar="SECONDS", help="ValidityPeriod (1-36000)")
+    send.add_argument("--id", dest="message_id", help="your own message id")
+    send.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+
+    status = commands.add_parser("status", help="ask Twilio for a message's status")
+    status.add_argument("sid", help="message SID (SM... or MM...)")
+    status.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+
+    templates = commands.add_parser("templates", help="content templates")
+    templates_commands = templates.add_subparsers(dest="templates_command", required=True)
+    listing = templates_commands.add_parser("list", help="name, SID, language, WhatsApp approval")
+    listing.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+
+    serve = commands.add_parser("serve", help="run the webhook server; print each event")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--public-url", help="the URL Twilio calls (default http://HOST:PORT)")
+    serve.add_argument(
+        "--trust-forwarded", action="store_true", help="rebuild the URL from X-Forwarded-* headers"
+    )
+    serve.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+
+    emulator = commands.add_parser("emulator", help="run a local Twilio emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=4010)
+    emulator.add_argument("--account-sid", help="default: TWILIO_ACCOUNT_SID or a printed default")
+    emulator.add_argument("--auth-token", help="default: TWILIO_AUTH_TOKEN or a printed default")
+    emulator.add_argument("--step-delay", type=float, default=0.5, help="seconds between statuses")
+    for fault in ("429", "500", "503", "reset-before", "reset-after", "slow"):
+        emulator.add_argument(f"--fault-{fault}", type=float, default=0.0, metavar="RATE")
+    emulator.add_argument("--seed", type=int, default=0, help="seed for fault injection")
+
+    demo = commands.add_parser("demo", help="the end-to-end demo on the emulator")
+    demo.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _variables(pairs: Sequence[str]) -> dict[str, str] | None:
+    variables: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            return None
+        variables[key] = value
+    return variables
+
+
+async def _with_connector(out: Output, job: Any) -> int:
+    connector = build_connector()
+    initialized = await connector.initialize()
+    if initialized.error is not None:
+        await connector.shutdown()
+        return out.failure(initialized.error)
+    try:
+        code: int = await job(connector)
+        return code
+    finally:
+        await connector.shutdown()
+
+
+async def _send(args: argparse.Namespace, out: Output) -> int:
+    builder = MessageBuilder().with_id(args.message_id).to_phone(args.to)
+    if args.sender:
+        builder.from_phone(args.sender)
+    if args.text is not None:
+        builder.with_text(args.text)
+    elif args.template is not None:
+        variables = _variables(args.var)
+        if variables is None:
+            out.emit("usage", "error: --var takes KEY=VALUE")
+            return EXIT_USAGE
+        builder.with_content(TemplateContent(args.template, variables, language=args.language))
+    else:
+        media_type = MediaType[args.media_type.upper()]
+        name = args.media.rsplit("/", 1)[-1] or None
+        builder.with_content(MediaContent(media_type, name, args.media))
+    if args.caption is not None:
+        builder.with_property("caption", args.caption)
+    if args.validity is not None:
+        builder.with_property("ValidityPeriod", args.validity)
+    message = builder.build()
+
+    async def job(connector: TwilioWhatsAppConnector) -> int:
+        result = await connector.send_message(message)
+        if result.error is not None:
+            return out.failure(result.error)
+        sent = result.unwrap()
+        out.emit(
+            "sent",
+            f"sent {sent.provider_message_id} ({sent.status.value})",
+            message_id=sent.message_id,
+            sid=sent.provider_message_id,
+            status=sent.status.value,
+            timestamp=sent.timestamp.isoformat(),
+            data=dict(sent.data),
+        )
+        return EXIT_OK
+
+    return await _with_connector(out, job)
+
+
+async def _status(args: argparse.Namespace, out: Output) -> int:
+    async def job(connector: TwilioWhatsAppConnector) -> int:
+        result = await connector.get_message_status(args.sid)
+        if result.error is not None:
+            return out.failure(result.error)
+        update = result.unwrap()
+        out.emit("status", describe_status(update), **status_json(update))
+        return EXIT_OK
+
+    return await _with_connector(out, job)
+
+
+async def _templates(args: argparse.Namespace, out: Output) -> int:
+    catalog = template_catalog_for(settings_from_env())
+    if catalog is None:
+        out.emit(
+            "usage", "error: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_TEMPLATES)"
+        )
+        return EXIT_USAGE
+    try:
+        templates = await catalog.list()
+    except TemplateLookupError as exc:
+        return out.failure(error(TwilioErrorCodes.TEMPLATE_LOOKUP_FAILED, str(exc)))
+    for t in templates:
+        out.emit(
+            "template",
+            f"{t.friendly_name:24} {t.sid}  {t.language or '-':5} {t.whatsapp_status or 'unknown'}",
+            name=t.friendly_name,
+            sid=t.sid,
+            language=t.language,
+            whatsapp_status=t.whatsapp_status,
+            variables=dict(t.variables),
+        )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    out = Output(bool(getattr(args, "json", False)))
+    try:
+        if args.command == "send":
+            return asyncio.run(_send(args, out))
+        if args.command == "status":
+            return asyncio.run(_status(args, out))
+        if args.command == "templates":
+            return asyncio.run(_templates(args, out))
+        if args.command == "serve":
+            return serve(args, out)
+        if args.command == "emulator":
+            return emulator(args, out)
+        return asyncio.run(demo(out))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # never print a traceback that could carry settings
+        text = f"{type(exc).__name__}: {str(exc)[:200]}"
+        out.emit("crash", f"error: unexpected {text}", error=text)
+        return EXIT_FAILED

@@ -1,0 +1,59 @@
+"""What the ``ratatosk`` command prints: text lines or JSON lines, never a secret."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from ..domain.result import ConnectorError, ReceiveResult, StatusUpdate
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Output:
+    """Text or JSON-lines output; everything printed goes through here."""
+
+    def __init__(self, as_json: bool, stream: TextIO = sys.stdout) -> None:
+        self.as_json = as_json
+        self.stream = stream
+
+    def emit(self, kind: str, text: str, **data: Any) -> None:
+        if self.as_json:
+            line = json.dumps({"event": kind, **data}, default=str, ensure_ascii=False)
+            print(line, file=self.stream, flush=True)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def failure(self, error: ConnectorError) -> int:
+        self.emit("error", f"error {error.code}: {error.message}", error=error.to_dict())
+        return EXIT_FAILED
+
+
+def status_json(update: StatusUpdate) -> dict[str, Any]:
+    return {
+        "sid": update.message_id,
+        "status": update.status.value,
+        "timestamp": update.timestamp.isoformat(),
+        "error_code": update.error_code,
+        "error_message": update.error_message,
+        "data": dict(update.data),
+    }
+
+
+def describe_status(update: StatusUpdate) -> str:
+    failure = f" error {update.error_code}" if update.error_code else ""
+    return f"status {update.message_id}: {update.status.value}{failure}"
+
+
+def message_json(received: ReceiveResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "sid": m.id,
+            "from": m.sender.address if m.sender else None,
+            "to": m.receiver.address if m.receiver else None,
+            "content": repr(m.content),
+            "properties": dict(m.properties),
+        }
+        for m in received.messages
+    ]

@@ -1,0 +1,94 @@
+"""``ratatosk serve`` and ``ratatosk emulator``: long-running servers on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from aiohttp import web
+
+from ..adapters.webhook_server import create_webhook_app
+from ..bootstrap import build_connector
+from ..domain.result import ReceiveResult, StatusUpdate
+from ..emulator.app import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, serve_emulator
+from .output import EXIT_OK, Output, describe_status, message_json, status_json
+
+
+def serve(args: argparse.Namespace, out: Output) -> int:
+    """Run the webhook server until interrupted, printing every verified event."""
+    return asyncio.run(_serve(args, out))
+
+
+async def _serve(args: argparse.Namespace, out: Output) -> int:
+    connector = build_connector()
+    initialized = await connector.initialize()
+    if initialized.error is not None:
+        return out.failure(initialized.error)
+    public_url = args.public_url or f"http://{args.host}:{args.port}"
+
+    async def on_message(received: ReceiveResult) -> None:
+        for item in message_json(received):
+            out.emit(
+                "message", f"message {item['sid']} from {item['from']}: {item['content']}", **item
+            )
+
+    async def on_status(update: StatusUpdate) -> None:
+        out.emit("status", describe_status(update), **status_json(update))
+
+    app = create_webhook_app(
+        connector,
+        public_url=public_url,
+        validator=connector.signature_validator,
+        on_message=on_message,
+        on_status=on_status,
+        trust_forwarded=args.trust_forwarded,
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    out.emit(
+        "listening",
+        f"webhooks on http://{args.host}:{args.port}/webhooks/twilio/whatsapp (public {public_url})",
+        url=public_url,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await connector.shutdown()
+    return EXIT_OK
+
+
+def emulator(args: argparse.Namespace, out: Output) -> int:
+    """Run the Twilio emulator until interrupted."""
+    account_sid = args.account_sid or os.environ.get("TWILIO_ACCOUNT_SID") or DEFAULT_ACCOUNT_SID
+    token = args.auth_token or os.environ.get("TWILIO_AUTH_TOKEN") or DEFAULT_AUTH_TOKEN
+    faults: dict[str, Any] = {
+        "rate_429": args.fault_429,
+        "rate_500": args.fault_500,
+        "rate_503": args.fault_503,
+        "rate_reset_before": args.fault_reset_before,
+        "rate_reset_after": args.fault_reset_after,
+        "rate_slow": args.fault_slow,
+    }
+    shown = token if token == DEFAULT_AUTH_TOKEN else "(from your environment, not shown)"
+    out.emit(
+        "emulator",
+        f"Twilio emulator on http://{args.host}:{args.port}\n"
+        f"  account {account_sid}\n  auth token {shown}",
+        url=f"http://{args.host}:{args.port}",
+        account_sid=account_sid,
+    )
+    serve_emulator(
+        host=args.host,
+        port=args.port,
+        account_sid=account_sid,
+        auth_token=token,
+        step_delay=args.step_delay,
+        seed=args.seed,
+        **faults,
+    )
+    return EXIT_OK
