@@ -1,0 +1,349 @@
+"""Test doubles for users' tests (testing layer): FakeTwilio, signed bodies, strategies, fixture.
+
+:class:`FakeTwilio` implements the ``MessagingApi`` port in process over the
+*same* behaviour model the HTTP emulator serves
+(:class:`ratatosk.emulator.model.TwilioModel`): it sends the exact form the
+HTTP adapter would, and decodes the model's JSON with the same wire codec, so
+a test that passes against the fake passes against the emulator. Pass it as
+``transport=`` to ``TwilioWhatsAppConnector``.
+
+Hypothesis and pytest are development dependencies: they are imported only
+inside the strategy functions and when the ``fake_twilio`` fixture is built,
+so importing this module needs neither.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import urlencode
+
+import attrs
+import phonenumbers
+
+from .adapters.clock import ManualClock
+from .emulator.model import (
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_AUTH_TOKEN,
+    Location,
+    Reply,
+    StatusCallback,
+    TwilioModel,
+    inbound_form,
+)
+from .ports import (
+    AccountResource,
+    ApiError,
+    CreateMessageRequest,
+    MessagePage,
+    MessageQuery,
+    MessageResource,
+    TransportError,
+)
+from .twilio import wire
+from .twilio.signature import compute_signature
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+T = TypeVar("T")
+
+
+def _first_values(form: Sequence[tuple[str, str]]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for key, value in form:
+        params.setdefault(key, value)
+    return params
+
+
+@attrs.frozen(kw_only=True)
+class OutboxRecord:
+    """One message the fake stored: its SID and the exact form that created it.
+
+    ``params`` has one string per field (the first, for repeated keys such as
+    ``MediaUrl``); ``form`` keeps every pair in order; ``media_urls`` all media.
+    """
+
+    sid: str
+    form: tuple[tuple[str, str], ...]
+    params: Mapping[str, str]
+    media_urls: tuple[str, ...]
+
+
+class FakeTwilio:
+    """In-memory Twilio for tests: the ``MessagingApi`` port over the shared model.
+
+    Same validation and error codes as Twilio (answers are ``ApiError``
+    values), SM/MM SIDs, an :attr:`outbox` to assert on, scripted failures
+    (:meth:`fail_next`, :meth:`reset_next`), forced statuses
+    (:meth:`set_status`) and a :class:`ManualClock` that moves statuses along
+    (:meth:`advance`). ``model_options`` go to :class:`TwilioModel` (for
+    example ``enforce_window=True`` or ``failing_recipients={...}``).
+    """
+
+    def __init__(
+        self,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        *,
+        clock: ManualClock | None = None,
+        model: TwilioModel | None = None,
+        seed: int = 0,
+        **model_options: Any,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.clock = clock or ManualClock()
+        if model is None:
+            model = TwilioModel(
+                account_sid,
+                auth_token,
+                clock=self.clock.now,
+                rng=random.Random(seed),
+                **model_options,
+            )
+        elif model.account(account_sid) is None:
+            model.add_account(account_sid, auth_token)
+        self.model = model
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"FakeTwilio(account_sid={self.account_sid!r}, auth_token='********')"
+
+    # --- the MessagingApi port -------------------------------------------------------
+
+    async def create_message(self, request: CreateMessageRequest) -> MessageResource | ApiError:
+        """Create a message; raises TransportError when a reset fault is scripted or drawn."""
+        return self._call(
+            lambda: self.model.create_message(self.account_sid, request.to_form()),
+            wire.decode_message,
+        )
+
+    async def fetch_message(self, sid: str) -> MessageResource | ApiError:
+        return self._call(
+            lambda: self.model.fetch_message(self.account_sid, sid), wire.decode_message
+        )
+
+    async def list_messages(self, query: MessageQuery) -> MessagePage | ApiError:
+        filters = {"PageSize": str(query.page_size)}
+        if query.to is not None:
+            filters["To"] = query.to
+        if query.from_ is not None:
+            filters["From"] = query.from_
+        if query.date_sent_after is not None:
+            filters["DateSent>"] = query.date_sent_after.isoformat()
+        return self._call(
+            lambda: self.model.list_messages(self.account_sid, filters), wire.decode_message_page
+        )
+
+    async def fetch_account(self) -> AccountResource | ApiError:
+        return self._call(lambda: self.model.fetch_account(self.account_sid), wire.decode_account)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def _call(self, operation: Callable[[], Reply], decode: Callable[[object], T]) -> T | ApiError:
+        if self.closed:
+            raise RuntimeError("FakeTwilio is closed")
+        denied = self.model.authenticate(self.account_sid, self.account_sid, self.auth_token)
+        reply = denied or operation()
+        if reply.reset is not None:
+            raise TransportError(
+                f"connection reset by FakeTwilio ({reply.reset.value})", maybe_delivered=True
+            )
+        if 200 <= reply.status < 300:
+            return decode(reply.body)
+        return wire.decode_api_error(reply.status, reply.body, reply.headers.get("Retry-After"))
+
+    # --- inspection and control --------------------------------------------------------
+
+    @property
+    def outbox(self) -> list[OutboxRecord]:
+        """Messages this account stored, oldest first (refused sends are not here)."""
+        return [
+            OutboxRecord(
+                sid=m.sid,
+                form=m.form,
+                params=_first_values(m.form),
+                media_urls=m.media_urls,
+            )
+            for m in self.model.outbound
+            if m.account_sid == self.account_sid
+        ]
+
+    def fail_next(
+        self,
+        code: int,
+        status: int = 400,
+        message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """The next create answers this Twilio error (calls queue up in order)."""
+        self.model.fail_next(code, status=status, message=message, retry_after=retry_after)
+
+    def reset_next(self, *, after_store: bool = False) -> None:
+        """The next create raises TransportError; ``after_store`` stores the message first."""
+        self.model.reset_next(after_store=after_store)
+
+    def set_status(self, sid: str, status: str, error_code: int | None = None) -> None:
+        """Force a message's status (its status callback is queued, see :meth:`advance`)."""
+        self.model.set_status(sid, status, error_code)
+
+    def advance(self, seconds: float = 0.0) -> list[StatusCallback]:
+        """Move the clock, progress statuses, and return the callbacks now due."""
+        self.clock.advance(seconds)
+        self.model.advance(self.clock.now())
+        return self.model.due_callbacks()
+
+    # --- signed webhook bodies ------------------------------------------------------------
+
+    def inbound_message_body(
+        self,
+        url: str,
+        from_: str,
+        to: str,
+        body: str = "",
+        *,
+        media: Sequence[tuple[str, str] | str] = (),
+        location: Location | tuple[float, float] | None = None,
+        button: tuple[str, str] | str | None = None,
+        profile_name: str | None = None,
+        reply_to_sid: str | None = None,
+    ) -> tuple[str, str]:
+        """A signed inbound-message webhook for ``url``: (urlencoded body, X-Twilio-Signature)."""
+        form = self.model.inbound_message(
+            from_,
+            to,
+            body=body,
+            media=media,
+            location=location,
+            button=button,
+            profile_name=profile_name,
+            reply_to_sid=reply_to_sid,
+            account_sid=self.account_sid,
+        )
+        return urlencode(form), compute_signature(self.auth_token, url, form)
+
+    def status_callback_body(
+        self, url: str, sid: str, status: str, error_code: int | None = None
+    ) -> tuple[str, str]:
+        """A signed status callback for ``url``: (urlencoded body, X-Twilio-Signature)."""
+        form = self.model.status_callback_form(sid, status, error_code)
+        return urlencode(form), compute_signature(self.auth_token, url, form)
+
+
+# --- Hypothesis strategies (hypothesis imported lazily) ----------------------------------
+
+
+@functools.cache
+def _example_mobiles() -> tuple[str, ...]:
+    numbers = set()
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        if example is not None:
+            numbers.add(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
+    return tuple(sorted(numbers))
+
+
+def whatsapp_numbers() -> SearchStrategy[str]:
+    """Valid ``whatsapp:+E164`` addresses: every region's example mobile, and ``+1555...``."""
+    from hypothesis import strategies as st  # noqa: PLC0415 - a dev dependency, lazily
+
+    documented = st.integers(0, 9_999_999).map(lambda n: f"whatsapp:+1555{n:07d}")
+    examples = st.sampled_from(_example_mobiles()).map(lambda n: "whatsapp:" + n)
+    return st.one_of(documented, examples)
+
+
+def invalid_whatsapp_numbers() -> SearchStrategy[str]:
+    """Near misses no layer accepts: no ``+``, letters, too long, too short, wrong scheme."""
+    from hypothesis import strategies as st  # noqa: PLC0415 - a dev dependency, lazily
+
+    digits = st.text("0123456789", min_size=8, max_size=12)
+    return st.one_of(
+        digits.map(lambda d: "whatsapp:" + d),
+        digits.map(lambda d: "whatsapp:+" + d[:4] + "abc" + d[4:]),
+        st.text("0123456789", min_size=16, max_size=20).map(lambda d: "whatsapp:+" + d),
+        st.text("0123456789", min_size=1, max_size=2).map(lambda d: "whatsapp:+" + d),
+        digits.map(lambda d: "sms:+" + d),
+        st.just(""),
+    )
+
+
+def message_texts(max_size: int = 1600) -> SearchStrategy[str]:
+    """Bodies Twilio accepts: 1..max_size characters, not blank, any Unicode but surrogates."""
+    from hypothesis import strategies as st  # noqa: PLC0415 - a dev dependency, lazily
+
+    alphabet = st.characters(exclude_categories=["Cs"])
+    return st.text(alphabet, min_size=1, max_size=max_size).filter(lambda s: bool(s.strip()))
+
+
+def inbound_forms(account_sid: str = DEFAULT_ACCOUNT_SID) -> SearchStrategy[dict[str, str]]:
+    """Inbound WhatsApp webhook forms as Twilio sends them (text, media, buttons, replies)."""
+    from hypothesis import strategies as st  # noqa: PLC0415 - a dev dependency, lazily
+
+    hex32 = st.integers(0, 2**128 - 1).map(lambda n: f"{n:032x}")
+    media = st.lists(
+        st.tuples(
+            hex32.map(
+                lambda h: f"https://api.twilio.com/2010-04-01/Accounts/{account_sid}/Media/ME{h}"
+            ),
+            st.sampled_from(["image/jpeg", "image/png", "audio/ogg", "application/pdf"]),
+        ),
+        max_size=2,
+    )
+    forms = st.builds(
+        inbound_form,
+        sid=hex32.map(lambda h: "SM" + h),
+        account_sid=st.just(account_sid),
+        from_=whatsapp_numbers(),
+        to=whatsapp_numbers(),
+        body=st.one_of(st.just(""), message_texts(max_size=300)),
+        media=media,
+        button=st.none() | st.tuples(message_texts(20), st.text(min_size=1, max_size=20)),
+        profile_name=st.none() | message_texts(40),
+        reply_to=st.none() | st.tuples(hex32.map(lambda h: "SM" + h), whatsapp_numbers()),
+    )
+    return forms.map(_media_sid)
+
+
+def _media_sid(form: dict[str, str]) -> dict[str, str]:
+    if form["NumMedia"] != "0":
+        sid = "MM" + form["MessageSid"][2:]
+        form.update(MessageSid=sid, SmsSid=sid, SmsMessageSid=sid)
+    return form
+
+
+# --- pytest fixture (pytest imported lazily) ----------------------------------------------
+
+
+def _fake_twilio() -> Iterator[FakeTwilio]:
+    """A fresh FakeTwilio with the default test account, closed afterwards."""
+    fake = FakeTwilio()
+    yield fake
+    fake.closed = True
+
+
+def _as_fixture(function: Callable[[], Iterator[FakeTwilio]], name: str) -> Any:
+    try:
+        pytest = importlib.import_module("pytest")
+    except ImportError:  # pragma: no cover - pytest is always there in a test run
+        return function
+    return cast(Any, pytest.fixture(name=name)(function))
+
+
+#: ``from ratatosk.testing import fake_twilio`` in a conftest gives tests a FakeTwilio.
+fake_twilio = _as_fixture(_fake_twilio, "fake_twilio")
+
+__all__ = [
+    "FakeTwilio",
+    "ManualClock",
+    "OutboxRecord",
+    "fake_twilio",
+    "inbound_forms",
+    "invalid_whatsapp_numbers",
+    "message_texts",
+    "whatsapp_numbers",
+]
