@@ -319,6 +319,10 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
         self._last_inbound[(to, from_)] = now
         return form
 
+    def idempotency_token(self) -> str:
+        """A fresh ``I-Twilio-Idempotency-Token`` for a webhook a face sends."""
+        return self._sids.token()
+
     def sign(self, url: str, params: Mapping[str, str], account_sid: str | None = None) -> str:
         """``X-Twilio-Signature`` for a webhook the model sends, with the account token."""
         account = self._accounts[account_sid] if account_sid else self.main_account

@@ -1,0 +1,133 @@
+"""The emulator's control endpoints under ``/_emulator/`` (emulator layer).
+
+Loopback tooling for demos and tests, not part of Twilio's API, so no Basic
+auth: ``POST /_emulator/inbound`` (JSON: ``url``, ``from``, ``to``, ``body``,
+``media`` as ``[[url, content_type], ...]``, ``location``
+``{latitude, longitude, address, label}``, ``button`` ``{text, payload}``,
+``profile_name``, ``reply_to_sid``) sends a signed inbound message and
+returns the webhook's status and body; ``GET /_emulator/messages`` dumps the
+store; ``GET /_emulator/deliveries`` lists status-callback deliveries;
+``POST /_emulator/status`` (``sid``, ``status``, ``error_code``) forces a
+status; ``POST /_emulator/fail_next`` (``code``, ``status``, ``message``,
+``retry_after``) scripts the next create's error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import attrs
+from aiohttp import web
+
+from .callbacks import MODEL_KEY, STATE_KEY, send_inbound
+from .model import Location
+
+
+def inbound_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``send_inbound`` from JSON-ish input (``from`` or ``from_``).
+
+    Raises KeyError, TypeError or ValueError on malformed input.
+    """
+    sender = data.get("from_", data.get("from"))
+    if not isinstance(sender, str) or not isinstance(data.get("to"), str):
+        raise ValueError("'from' and 'to' must be strings")
+    fields: dict[str, Any] = {"from_": sender, "to": data["to"]}
+    if data.get("body") is not None:
+        fields["body"] = str(data["body"])
+    media = []
+    for item in data.get("media") or ():
+        if isinstance(item, str):
+            media.append((item, "image/jpeg"))
+        elif isinstance(item, Mapping):
+            media.append((str(item["url"]), str(item.get("content_type", "image/jpeg"))))
+        else:
+            url, mime = item
+            media.append((str(url), str(mime)))
+    if media:
+        fields["media"] = media
+    location = data.get("location")
+    if isinstance(location, Mapping):
+        fields["location"] = Location(
+            latitude=float(location["latitude"]),
+            longitude=float(location["longitude"]),
+            address=location.get("address"),
+            label=location.get("label"),
+        )
+    elif isinstance(location, Location):
+        fields["location"] = location
+    elif location is not None:
+        latitude, longitude = location
+        fields["location"] = Location(latitude=float(latitude), longitude=float(longitude))
+    button = data.get("button")
+    if isinstance(button, Mapping):
+        fields["button"] = (str(button["text"]), str(button.get("payload", button["text"])))
+    elif button is not None:
+        fields["button"] = button if isinstance(button, str) else tuple(button)
+    for key in ("profile_name", "reply_to_sid"):
+        if data.get(key) is not None:
+            fields[key] = str(data[key])
+    return fields
+
+
+async def _inbound(request: web.Request) -> web.Response:
+    try:
+        data = await request.json()
+        url = data["url"]
+        if not isinstance(url, str):
+            raise TypeError("'url' must be a string")
+        fields = inbound_fields(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        return web.json_response({"error": f"bad inbound request: {exc}"}, status=400)
+    try:
+        answer = await send_inbound(request.app, url, **fields)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return web.json_response({"error": f"webhook unreachable: {exc!r}"}, status=502)
+    return web.json_response(answer)
+
+
+async def _messages(request: web.Request) -> web.Response:
+    return web.json_response(request.app[MODEL_KEY].dump())
+
+
+async def _deliveries(request: web.Request) -> web.Response:
+    return web.json_response([attrs.asdict(d) for d in request.app[STATE_KEY].deliveries])
+
+
+async def _status(request: web.Request) -> web.Response:
+    try:
+        data = await request.json()
+        code = data.get("error_code")
+        request.app[MODEL_KEY].set_status(
+            str(data["sid"]), str(data["status"]), int(code) if code is not None else None
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"ok": True})
+
+
+async def _fail_next(request: web.Request) -> web.Response:
+    try:
+        data = await request.json()
+        retry_after = data.get("retry_after")
+        request.app[MODEL_KEY].fail_next(
+            int(data["code"]),
+            status=int(data.get("status", 400)),
+            message=data.get("message"),
+            retry_after=float(retry_after) if retry_after is not None else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"ok": True})
+
+
+def register_control_routes(app: web.Application) -> None:
+    app.router.add_post("/_emulator/inbound", _inbound)
+    app.router.add_get("/_emulator/messages", _messages)
+    app.router.add_get("/_emulator/deliveries", _deliveries)
+    app.router.add_post("/_emulator/status", _status)
+    app.router.add_post("/_emulator/fail_next", _fail_next)
+
+
+__all__ = ["inbound_fields", "register_control_routes"]
