@@ -438,3 +438,28 @@ class TestWebhooks:
         async with http.get(f"{emulator.url}/_emulator/messages") as response:
             dump = await response.json()
         assert [m["direction"] for m in dump] == ["inbound"]
+
+
+async def test_control_status_and_deliveries(
+    emulator: RunningEmulator, http: aiohttp.ClientSession, specs: dict[str, Any]
+) -> None:
+    """POST /_emulator/status forces a status; bad input is a 400; deliveries list as JSON."""
+    _, created, _ = await call(http, emulator, specs, "POST", MESSAGES, form=text_form())
+    change = {"sid": created["sid"], "status": "failed", "error_code": 63016}
+    async with http.post(f"{emulator.url}/_emulator/status", json=change) as answer:
+        assert answer.status == 200
+    path = f"/2010-04-01/Accounts/{ACCOUNT}/Messages/{created['sid']}.json"
+    _, fetched, _ = await call(http, emulator, specs, "GET", path)
+    assert (fetched["status"], fetched["error_code"]) == ("failed", 63016)
+    async with http.post(f"{emulator.url}/_emulator/status", json={"sid": "x"}) as bad:
+        assert bad.status == 400
+    async with http.get(f"{emulator.url}/_emulator/deliveries") as listing:
+        assert await listing.json() == []
+
+
+async def test_start_emulator_refuses_model_and_options() -> None:
+    """A model and model options together are a programming error."""
+    from ratatosk.emulator.model import TwilioModel
+
+    with pytest.raises(TypeError, match="either"):
+        await start_emulator(model=TwilioModel(), step_delay=1)

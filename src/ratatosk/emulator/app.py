@@ -290,7 +290,12 @@ async def start_emulator(
     public_base_url: str | None = None,
     **options: Any,
 ) -> RunningEmulator:
-    """Start the emulator (port 0: a free one); ``options`` go to :func:`build_model`."""
+    """Start the emulator (port 0: a free one); ``options`` go to :func:`build_model`.
+
+    Raises TypeError when both a ``model`` and model ``options`` are given.
+    """
+    if model is not None and options:
+        raise TypeError(f"pass either a model or model options, not both: {sorted(options)}")
     model = model or build_model(**options)
     app = create_emulator_app(model, callback_delay=callback_delay, public_base_url=public_base_url)
     runner = web.AppRunner(app, access_log=None)

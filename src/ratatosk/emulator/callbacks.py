@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -23,6 +24,8 @@ from aiohttp import web
 from .model import Location, StatusCallback, TwilioModel
 
 USER_AGENT: Final = "TwilioProxy/1.1"
+#: The delivery log keeps the most recent deliveries only (benchmarks send many).
+MAX_DELIVERIES: Final = 10_000
 
 
 @attrs.frozen(kw_only=True)
@@ -47,7 +50,7 @@ class EmulatorState:
     public_base_url: str | None
     session: aiohttp.ClientSession | None = None
     tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
-    deliveries: list[Delivery] = attrs.field(factory=list)
+    deliveries: deque[Delivery] = attrs.field(factory=lambda: deque(maxlen=MAX_DELIVERIES))
 
 
 MODEL_KEY: Final = web.AppKey("model", TwilioModel)
@@ -107,7 +110,10 @@ async def deliver_callback(state: EmulatorState, callback: StatusCallback) -> De
                 await response.read()
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
-            continue
+            continue  # Twilio retries connection failures (rc=1 by default)
+        except aiohttp.ClientError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            break
         return Delivery(
             url=callback.url,
             sid=callback.sid,
