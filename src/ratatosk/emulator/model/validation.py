@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ...domain.endpoint import parse_whatsapp_number
+from ...domain.schema import is_absolute_http_url
 from .records import Reply, error_reply
 
 MAX_BODY: Final = 1600
@@ -66,14 +67,6 @@ class CreateParams:
 def is_whatsapp_address(text: str) -> bool:
     """``whatsapp:+E164`` exactly, and a number ``phonenumbers`` calls possible."""
     return bool(_WHATSAPP_SHAPE.fullmatch(text)) and parse_whatsapp_number(text).ok
-
-
-def is_http_url(text: str) -> bool:
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _first(form: Sequence[tuple[str, str]], key: str) -> str | None:
@@ -158,7 +151,7 @@ def _content_problem(
         )
     if len(media) > MAX_MEDIA:
         return error_reply(21623, f"Too many media urls: at most {MAX_MEDIA} are allowed.")
-    bad = [url for url in media if not is_http_url(url)]
+    bad = [url for url in media if not is_absolute_http_url(url)]
     if bad:
         return error_reply(
             21620,
@@ -200,7 +193,7 @@ def _validity(raw: str | None) -> int | Reply | None:
 
 
 def _callback_ok(url: str) -> bool:
-    if not is_http_url(url):
+    if not is_absolute_http_url(url):
         return False
     return "_" not in (urlsplit(url).hostname or "")
 
@@ -211,7 +204,6 @@ __all__ = [
     "MAX_VALIDITY",
     "MAX_VARIABLES",
     "CreateParams",
-    "is_http_url",
     "is_whatsapp_address",
     "parse_content_variables",
     "validate_create",
