@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
 
 import attrs
 
@@ -35,6 +38,24 @@ class FaultKind(enum.Enum):
     SLOW = "slow"
 
 
+#: Twilio's wording for codes tests often script; others get a generic text.
+SCRIPTED_MESSAGES: Final[Mapping[int, str]] = MappingProxyType(
+    {
+        20001: "Invalid parameter",
+        20003: "Authentication Error - invalid username",
+        20429: "Too Many Requests",
+        20500: "An internal server error has occurred",
+        20503: "Service Unavailable",
+        21211: "Invalid 'To' Phone Number",
+        21408: "Permission to send an SMS has not been enabled for the region indicated",
+        21610: "Attempt to send to unsubscribed recipient",
+        21614: "'To' number is not a valid mobile number",
+        63007: "Twilio could not find a Channel with the specified From address",
+        63018: "Rate limit exceeded for Channel",
+    }
+)
+
+
 @attrs.frozen(kw_only=True)
 class ScriptedError:
     """An error answer scripted with ``fail_next``: nothing is stored."""
@@ -45,7 +66,7 @@ class ScriptedError:
     retry_after: float | None = None
 
     def reply(self) -> Reply:
-        text = self.message or f"Scripted Twilio error {self.code}"
+        text = self.message or SCRIPTED_MESSAGES.get(self.code, f"Twilio error {self.code}")
         return error_reply(self.code, text, self.status, retry_after=self.retry_after)
 
 
