@@ -227,3 +227,25 @@ class Credentials:
 
     account_sid: str
     auth_token: Secret
+
+
+# --- Webhook deduplication port ----------------------------------------------------
+
+
+@runtime_checkable
+class Deduplicator(Protocol):
+    """Remembers which webhook deliveries were already handled.
+
+    Twilio retries a webhook whose answer it did not see, so the same event
+    can arrive twice. The webhook server claims a key before calling the
+    handler and releases it when the handler fails, so a retry after a
+    failure is handled, and a retry after a success is not.
+    """
+
+    def claim(self, key: str) -> bool:
+        """True the first time ``key`` is seen (and remember it); False for a repeat."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Forget ``key`` so the next delivery with it is handled again."""
+        ...

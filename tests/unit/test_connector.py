@@ -49,9 +49,7 @@ ORDER_SID = "HX" + "a" * 32
 
 def settings(**extra: str) -> ConnectionSettings:
     result = (
-        ConnectionSettings()
-        .set_parameter("AccountSid", ACCOUNT)
-        .set_parameter("AuthToken", TOKEN)
+        ConnectionSettings().set_parameter("AccountSid", ACCOUNT).set_parameter("AuthToken", TOKEN)
     )
     for name, value in extra.items():
         result = result.set_parameter(name, value)

@@ -9,6 +9,7 @@ one refused, and shows a few refusals that never reach Twilio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 
@@ -23,7 +24,8 @@ from ..domain.message import Message, MessageBuilder
 from ..domain.result import ReceiveResult, StatusUpdate
 from ..domain.settings import ConnectionSettings
 from ..domain.status import MessageStatus
-from ..emulator.app import start_emulator
+from ..emulator.app import RunningEmulator, start_emulator
+from ..twilio.connector import TwilioWhatsAppConnector
 from .output import EXIT_FAILED, EXIT_OK, Output, status_json
 
 SENDER = "whatsapp:+14155238886"
@@ -62,36 +64,55 @@ def documented_messages() -> list[Message]:
     ]
 
 
-async def demo(out: Output, *, timeout: float = 20.0) -> int:
-    began = time.monotonic()
-    emulator = await start_emulator(step_delay=0.05)
-    updates: dict[str, MessageStatus] = {}
-    inbound: list[ReceiveResult] = []
-    arrived = asyncio.Event()
+class _Watcher:
+    """Collects the webhook server's events and prints them as they arrive."""
 
-    async def on_status(update: StatusUpdate) -> None:
-        previous = updates.get(update.message_id, MessageStatus.UNKNOWN)
-        verdict = "applied" if update.status.supersedes(previous) else "ignored (older)"
-        if update.status.supersedes(previous):
-            updates[update.message_id] = update.status
-        out.emit(
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.updates: dict[str, MessageStatus] = {}
+        self.inbound: list[ReceiveResult] = []
+        self.arrived = asyncio.Event()
+
+    async def on_status(self, update: StatusUpdate) -> None:
+        previous = self.updates.get(update.message_id, MessageStatus.UNKNOWN)
+        applied = update.status.supersedes(previous)
+        if applied:
+            self.updates[update.message_id] = update.status
+        self.out.emit(
             "callback",
             f"  <- status {update.message_id[:10]}... {update.status.value:10} "
-            f"signed+verified, {verdict}",
+            f"signed+verified, {'applied' if applied else 'ignored (older)'}",
             **status_json(update),
         )
-        arrived.set()
+        self.arrived.set()
 
-    async def on_message(received: ReceiveResult) -> None:
-        inbound.append(received)
+    async def on_message(self, received: ReceiveResult) -> None:
+        self.inbound.append(received)
         for message in received.messages:
-            out.emit(
+            sender = message.sender.address if message.sender else "?"
+            profile = message.properties.get("ProfileName", "?")
+            self.out.emit(
                 "inbound",
-                f"  <- inbound {message.id[:10]}... from {message.sender.address if message.sender else '?'}"
-                f" ({message.properties.get('ProfileName', '?')}): {message.content!r}",
+                f"  <- inbound {message.id[:10]}... from {sender} ({profile}): {message.content!r}",
                 sid=message.id,
             )
 
+    async def wait_until_read(self, sids: list[str], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while any(self.updates.get(s) is not MessageStatus.READ for s in sids):
+            if time.monotonic() > deadline:
+                return False
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), timeout=1.0)
+        return True
+
+
+async def demo(out: Output, *, timeout: float = 20.0) -> int:
+    """Run the whole transcript; EXIT_OK only when every step did what it shows."""
+    began = time.monotonic()
+    emulator = await start_emulator(step_delay=0.05)
+    watcher = _Watcher(out)
     # Bind the webhook socket first: its URL goes into StatusCallback.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -115,8 +136,8 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
             connector,
             public_url=public,
             validator=connector.signature_validator,
-            on_message=on_message,
-            on_status=on_status,
+            on_message=watcher.on_message,
+            on_status=watcher.on_status,
         )
         runner = web.AppRunner(app)
         await runner.setup()
@@ -124,83 +145,27 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
         out.emit(
             "start", f"Twilio emulator  {emulator.url}\nwebhook server   {public}{WEBHOOK_PATH}"
         )
-
-        out.emit("section", "\n1. Sending the documentation's three examples")
-        sids: list[str] = []
-        for message in documented_messages():
-            result = await connector.send_message(message)
-            if result.error is not None:
-                out.failure(result.error)
-                return EXIT_FAILED
-            sent = result.unwrap()
-            sids.append(sent.provider_message_id)
-            out.emit(
-                "sent",
-                f"  -> {message.id:14} {sent.provider_message_id} {sent.status.value}",
-                message_id=message.id,
-                sid=sent.provider_message_id,
-            )
-
+        sids = await _send_examples(out, connector)
+        if sids is None:
+            return EXIT_FAILED
         out.emit("section", "\n2. Status callbacks (signed by the emulator, verified here)")
-        deadline = time.monotonic() + timeout
-        while any(updates.get(s) is not MessageStatus.READ for s in sids):
-            if time.monotonic() > deadline:
-                out.emit("timeout", "  status callbacks did not all arrive in time")
-                return EXIT_FAILED
-            arrived.clear()
-            try:
-                await asyncio.wait_for(arrived.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
+        if not await watcher.wait_until_read(sids, timeout):
+            out.emit("timeout", "  status callbacks did not all arrive in time")
+            return EXIT_FAILED
         for sid in sids:
             status = (await connector.get_message_status(sid)).unwrap()
             out.emit(
                 "final", f"  {sid} is {status.status.value}", sid=sid, status=status.status.value
             )
-
-        out.emit("section", "\n3. An inbound message, signed by the emulator")
-        reply = await emulator.inject_inbound(
-            f"{public}{WEBHOOK_PATH}",
-            from_=CUSTOMER,
-            to=SENDER,
-            body="Where is my order?",
-            profile_name="Zoë Example",
-        )
-        out.emit("inbound-reply", f"  webhook answered {reply['status']}: {reply['body']}", **reply)
-
-        out.emit("section", "\n4. A forged inbound message")
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                f"{public}{WEBHOOK_PATH}",
-                data={
-                    "MessageSid": "SM" + "0" * 32,
-                    "From": CUSTOMER,
-                    "To": SENDER,
-                    "Body": "pay me",
-                },
-                headers={"X-Twilio-Signature": "Zm9yZ2VkIHNpZ25hdHVyZQ=="},
-            ) as forged,
-        ):
-            out.emit(
-                "forged",
-                f"  forged request refused with HTTP {forged.status}",
-                status=forged.status,
-            )
-            forged_status = forged.status
-
-        out.emit("section", "\n5. Refused before reaching Twilio")
-        for label, message in _refusals():
-            result = await connector.send_message(message)
-            code = result.error.code if result.error else "sent?!"
-            out.emit("refused", f"  {label:36} -> {code}", label=label, code=code)
-
-        ok = len(inbound) == 1 and forged_status == 403 and reply["status"] == 200
-        elapsed = time.monotonic() - began
+        reply_status = await _inbound(out, emulator, public)
+        forged_status = await _forged(out, public)
+        await _show_refusals(out, connector)
+        ok = len(watcher.inbound) == 1 and forged_status == 403 and reply_status == 200
         out.emit(
             "done",
-            f"\n{'OK' if ok else 'FAILED'}: 3 sent, {len(updates)} messages tracked to READ, "
-            f"{len(inbound)} inbound, forged refused ({elapsed:.1f}s)",
+            f"\n{'OK' if ok else 'FAILED'}: 3 sent, {len(watcher.updates)} messages tracked to "
+            f"READ, {len(watcher.inbound)} inbound, forged refused "
+            f"({time.monotonic() - began:.1f}s)",
             ok=ok,
         )
         return EXIT_OK if ok else EXIT_FAILED
@@ -209,6 +174,62 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
         if runner is not None:
             await runner.cleanup()
         await emulator.close()
+
+
+async def _send_examples(out: Output, connector: TwilioWhatsAppConnector) -> list[str] | None:
+    out.emit("section", "\n1. Sending the documentation's three examples")
+    sids: list[str] = []
+    for message in documented_messages():
+        result = await connector.send_message(message)
+        if result.error is not None:
+            out.failure(result.error)
+            return None
+        sent = result.unwrap()
+        sids.append(sent.provider_message_id)
+        out.emit(
+            "sent",
+            f"  -> {message.id:14} {sent.provider_message_id} {sent.status.value}",
+            message_id=message.id,
+            sid=sent.provider_message_id,
+        )
+    return sids
+
+
+async def _inbound(out: Output, emulator: RunningEmulator, public: str) -> int:
+    out.emit("section", "\n3. An inbound message, signed by the emulator")
+    reply = await emulator.inject_inbound(
+        f"{public}{WEBHOOK_PATH}",
+        from_=CUSTOMER,
+        to=SENDER,
+        body="Where is my order?",
+        profile_name="Zoë Example",
+    )
+    out.emit("inbound-reply", f"  webhook answered {reply['status']}: {reply['body']}", **reply)
+    return int(reply["status"])
+
+
+async def _forged(out: Output, public: str) -> int:
+    out.emit("section", "\n4. A forged inbound message")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{public}{WEBHOOK_PATH}",
+            data={"MessageSid": "SM" + "0" * 32, "From": CUSTOMER, "To": SENDER, "Body": "pay me"},
+            headers={"X-Twilio-Signature": "Zm9yZ2VkIHNpZ25hdHVyZQ=="},
+        ) as forged,
+    ):
+        out.emit(
+            "forged", f"  forged request refused with HTTP {forged.status}", status=forged.status
+        )
+        return forged.status
+
+
+async def _show_refusals(out: Output, connector: TwilioWhatsAppConnector) -> None:
+    out.emit("section", "\n5. Refused before reaching Twilio")
+    for label, message in _refusals():
+        result = await connector.send_message(message)
+        code = result.error.code if result.error else "sent?!"
+        out.emit("refused", f"  {label:36} -> {code}", label=label, code=code)
 
 
 def _refusals() -> list[tuple[str, Message]]:

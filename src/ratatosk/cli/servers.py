@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..adapters.webhook_server import create_webhook_app
+from ..adapters.webhook_server import DEFAULT_PREFIX, create_webhook_app
 from ..bootstrap import build_connector
 from ..domain.result import ReceiveResult, StatusUpdate
 from ..emulator.app import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, serve_emulator
@@ -51,7 +51,7 @@ async def _serve(args: argparse.Namespace, out: Output) -> int:
     await site.start()
     out.emit(
         "listening",
-        f"webhooks on http://{args.host}:{args.port}/webhooks/twilio/whatsapp (public {public_url})",
+        f"webhooks on http://{args.host}:{args.port}{DEFAULT_PREFIX} (public {public_url})",
         url=public_url,
     )
     try:

@@ -113,4 +113,17 @@ def _parse_cached(text: str, strict: bool) -> ParsedNumber:
     if strict and not phonenumbers.is_valid_number(number):
         return ParsedNumber(None, NumberProblem.NOT_VALID, had_prefix)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if e164 != "+" + cleaned and not _is_fixed_point(e164):
+        # phonenumbers strips one trunk prefix per parse ("+49 0 0..." -> "+49 0..."):
+        # a form that would change again is ambiguous, so refuse it rather than guess.
+        return ParsedNumber(None, NumberProblem.NOT_E164, had_prefix)
     return ParsedNumber(WHATSAPP_PREFIX + e164, None, had_prefix)
+
+
+def _is_fixed_point(e164: str) -> bool:
+    """Whether parsing ``e164`` again formats to itself (keeps parsing idempotent)."""
+    try:
+        again = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.format_number(again, phonenumbers.PhoneNumberFormat.E164) == e164

@@ -1,0 +1,286 @@
+"""The webhook server (adapters layer): Twilio's POSTs in, verified events out.
+
+``create_webhook_app`` builds an aiohttp application with two routes:
+
+* ``POST {prefix}`` - inbound WhatsApp messages -> ``on_message(ReceiveResult)``
+* ``POST {prefix}/status`` - status callbacks -> ``on_status(StatusUpdate)``
+
+and ``GET /healthz``. Every request passes the same gates, cheapest first,
+and nothing is decoded into messages before the signature holds:
+
+1. size: ``Content-Length`` or the body over ``max_body_bytes`` -> 413;
+   a body that takes longer than ``body_timeout`` to arrive -> 408;
+2. media type: neither form nor JSON -> 415;
+3. form fields over ``max_fields`` -> 413;
+4. ``X-Twilio-Signature`` missing or wrong for the public URL -> 403;
+5. decoding through the connector: a coded failure -> 400 with the code;
+6. deduplication: a repeated delivery -> 200 without calling the handler;
+7. the handler; if it raises, the delivery is forgotten and the answer is
+   500, so Twilio's retry is handled instead of lost.
+
+Success is ``200`` with an empty TwiML ``<Response/>`` as ``text/xml``.
+Error answers are JSON ``{"code": ..., "message": ...}``; they never echo
+the body or anything secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final, Protocol
+
+import attrs
+from aiohttp import web
+
+from ..domain.errors import MessagingErrorCodes
+from ..domain.result import ConnectorResult, ReceiveResult, StatusUpdate
+from ..domain.source import MessageSource, SourceFormat
+from ..ports import Deduplicator, SignatureValidator
+from ..twilio.errors import TwilioErrorCodes
+from ..twilio.twiml import TwiML
+from ..twilio.wire import parse_form
+from .dedup import InMemoryDeduplicator
+
+log = logging.getLogger("ratatosk.webhooks")
+
+DEFAULT_PREFIX: Final = "/webhooks/twilio/whatsapp"
+#: Twilio's webhook bodies are a few KiB; 64 KiB leaves room for long texts and many media.
+DEFAULT_MAX_BODY: Final = 64 * 1024
+DEFAULT_MAX_FIELDS: Final = 200
+SIGNATURE_HEADER: Final = "X-Twilio-Signature"
+IDEMPOTENCY_HEADER: Final = "I-Twilio-Idempotency-Token"
+
+MessageHandler = Callable[[ReceiveResult], Awaitable[None]]
+StatusHandler = Callable[[StatusUpdate], Awaitable[None]]
+
+
+class WebhookReceiver(Protocol):
+    """What the server needs from the connector: decoding, nothing else."""
+
+    async def receive_messages(self, source: MessageSource) -> ConnectorResult[ReceiveResult]: ...
+
+    async def receive_message_status(
+        self, source: MessageSource
+    ) -> ConnectorResult[StatusUpdate]: ...
+
+
+@attrs.define
+class WebhookStats:
+    """Counters a load test or a metrics exporter can read from ``app[STATS]``."""
+
+    handled: int = 0
+    duplicates: int = 0
+    refused_signature: int = 0
+    refused_size: int = 0
+    refused_media_type: int = 0
+    bad_request: int = 0
+    timeouts: int = 0
+    handler_errors: int = 0
+
+
+STATS: Final = web.AppKey("ratatosk.webhook_stats", WebhookStats)
+
+
+class _Refusal(Exception):
+    """An answer decided before the handler runs."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def response(self) -> web.Response:
+        body = json.dumps({"code": self.code, "message": self.message})
+        return web.Response(status=self.status, text=body, content_type="application/json")
+
+
+def _twiml_ok() -> web.Response:
+    return web.Response(text=TwiML.EMPTY, content_type=TwiML.CONTENT_TYPE)
+
+
+@attrs.frozen
+class _Gate:
+    """The checks shared by both routes; holds no per-request state."""
+
+    validator: SignatureValidator
+    public_url: str | None
+    trust_forwarded: bool
+    max_body_bytes: int
+    max_fields: int
+    body_timeout: float
+    stats: WebhookStats
+
+    async def admit(self, request: web.Request) -> MessageSource:
+        """The verified body, or a :class:`_Refusal` raised before any decoding."""
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            self.stats.refused_size += 1
+            raise _Refusal(413, MessagingErrorCodes.INVALID_WEBHOOK_DATA, "body too large")
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self.stats.refused_size += 1
+            raise _Refusal(
+                413, MessagingErrorCodes.INVALID_WEBHOOK_DATA, "body too large"
+            ) from None
+        except TimeoutError:
+            self.stats.timeouts += 1
+            raise _Refusal(408, MessagingErrorCodes.INVALID_WEBHOOK_DATA, "body too slow") from None
+        source = MessageSource.from_content_type(request.headers.get("Content-Type"), raw)
+        if source.format is SourceFormat.OTHER:
+            self.stats.refused_media_type += 1
+            raise _Refusal(
+                415,
+                MessagingErrorCodes.UNSUPPORTED_CONTENT_TYPE,
+                "send application/x-www-form-urlencoded or application/json",
+            )
+        signature = request.headers.get(SIGNATURE_HEADER)
+        url = self.url_of(request)
+        if source.format is SourceFormat.JSON:
+            valid = self.validator.validate(url, source.body, signature)
+        else:
+            if source.body.count("&") + 1 > self.max_fields:
+                self.stats.refused_size += 1
+                raise _Refusal(413, MessagingErrorCodes.INVALID_WEBHOOK_DATA, "too many fields")
+            valid = self.validator.validate(url, parse_form(source.body), signature)
+        if not valid:
+            self.stats.refused_signature += 1
+            log.warning("refused a webhook with a %s signature", "bad" if signature else "missing")
+            raise _Refusal(
+                403, TwilioErrorCodes.INVALID_SIGNATURE, "X-Twilio-Signature does not match"
+            )
+        return source
+
+    def url_of(self, request: web.Request) -> str:
+        """The URL Twilio signed: the public base plus the path and query as sent."""
+        path = request.raw_path
+        if self.trust_forwarded:
+            proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+            host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+            if proto and host:
+                return f"{proto}://{host}{path}"
+        if self.public_url is not None:
+            return self.public_url + path
+        return f"{request.scheme}://{request.host}{path}"
+
+
+async def _deliver(
+    dedup: Deduplicator, key: str, stats: WebhookStats, call: Callable[[], Awaitable[None]]
+) -> web.Response:
+    if not dedup.claim(key):
+        stats.duplicates += 1
+        return _twiml_ok()
+    try:
+        await call()
+    except Exception:
+        dedup.release(key)
+        stats.handler_errors += 1
+        log.exception("webhook handler failed; the delivery is left for Twilio to retry")
+        return web.Response(
+            status=500,
+            text=json.dumps({"code": "HANDLER_FAILED", "message": "the handler failed"}),
+            content_type="application/json",
+        )
+    stats.handled += 1
+    return _twiml_ok()
+
+
+def create_webhook_app(
+    receiver: WebhookReceiver,
+    *,
+    validator: SignatureValidator,
+    public_url: str | None = None,
+    on_message: MessageHandler | None = None,
+    on_status: StatusHandler | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    max_fields: int = DEFAULT_MAX_FIELDS,
+    body_timeout: float = 10.0,
+    trust_forwarded: bool = False,
+    dedup: Deduplicator | None = None,
+    path_prefix: str = DEFAULT_PREFIX,
+) -> web.Application:
+    """An aiohttp app that verifies Twilio's webhooks and hands typed events to you.
+
+    ``public_url`` is the scheme and host Twilio calls (``https://example.com``,
+    or with a path the proxy strips); the signature covers the full URL, so it
+    must match what is configured at Twilio. Without it the request's own Host
+    is used, which is right only when nothing rewrites it. ``trust_forwarded``
+    takes ``X-Forwarded-Proto``/``-Host`` instead: enable it only behind a proxy
+    that sets them.
+    """
+    stats = WebhookStats()
+    gate = _Gate(
+        validator=validator,
+        public_url=public_url.rstrip("/") if public_url else None,
+        trust_forwarded=trust_forwarded,
+        max_body_bytes=max_body_bytes,
+        max_fields=max_fields,
+        body_timeout=body_timeout,
+        stats=stats,
+    )
+    seen: Deduplicator = dedup if dedup is not None else InMemoryDeduplicator()
+
+    async def inbound(request: web.Request) -> web.Response:
+        try:
+            source = await gate.admit(request)
+        except _Refusal as refusal:
+            return refusal.response()
+        decoded = await receiver.receive_messages(source)
+        if decoded.error is not None:
+            stats.bad_request += 1
+            return _Refusal(400, decoded.error.code, decoded.error.message).response()
+        received = decoded.unwrap()
+        key = request.headers.get(IDEMPOTENCY_HEADER) or "message:" + ",".join(
+            m.id for m in received.messages
+        )
+
+        async def call() -> None:
+            if on_message is not None:
+                await on_message(received)
+
+        return await _deliver(seen, key, stats, call)
+
+    async def status(request: web.Request) -> web.Response:
+        try:
+            source = await gate.admit(request)
+        except _Refusal as refusal:
+            return refusal.response()
+        decoded = await receiver.receive_message_status(source)
+        if decoded.error is not None:
+            stats.bad_request += 1
+            return _Refusal(400, decoded.error.code, decoded.error.message).response()
+        update = decoded.unwrap()
+        key = request.headers.get(IDEMPOTENCY_HEADER) or (
+            f"status:{update.message_id}:{update.status.value}"
+        )
+
+        async def call() -> None:
+            if on_status is not None:
+                await on_status(update)
+
+        return await _deliver(seen, key, stats, call)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application(client_max_size=max_body_bytes)
+    app[STATS] = stats
+    prefix = "/" + path_prefix.strip("/")
+    app.router.add_post(prefix, inbound)
+    app.router.add_post(prefix + "/status", status)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "IDEMPOTENCY_HEADER",
+    "SIGNATURE_HEADER",
+    "STATS",
+    "WebhookReceiver",
+    "WebhookStats",
+    "create_webhook_app",
+]
