@@ -24,13 +24,13 @@ test: lint typecheck imports pytest
 
 .PHONY: lint  ## ruff check and format check (changes nothing)
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 
 .PHONY: format  ## fix what ruff can fix
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests $(wildcard bench)
+	$(BIN)/ruff format src tests $(wildcard bench)
 
 .PHONY: typecheck  ## mypy --strict over the package
 typecheck: $(STAMP)
