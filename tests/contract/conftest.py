@@ -1,0 +1,75 @@
+"""One backend fixture, two implementations: the contract suite runs on both.
+
+``fake``: :class:`ratatosk.testing.FakeTwilio`, in memory.
+``http``: :class:`AiohttpMessagingApi` over real HTTP to the emulator on
+loopback. Both sit on a :class:`TwilioModel` driven by a manual clock, so the
+same test can script faults and statuses the same way on either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import attrs
+import pytest
+
+from ratatosk import ConnectionSettings
+from ratatosk.adapters.clock import ManualClock
+from ratatosk.adapters.twilio_http import AiohttpMessagingApi
+from ratatosk.emulator.app import start_emulator
+from ratatosk.emulator.model import TwilioModel
+from ratatosk.ports import MessagingApi
+from ratatosk.testing import FakeTwilio
+from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector
+
+ACCOUNT = "AC" + "c0" * 16
+TOKEN = "contract-token-5f1e2d3c4b5a6978"
+SENDER = "whatsapp:+14155238886"
+RECIPIENT = "whatsapp:+15550002222"
+
+
+@attrs.define
+class Backend:
+    """What a contract test needs: the port, the model behind it, and its clock."""
+
+    name: str
+    api: MessagingApi
+    model: TwilioModel
+    clock: ManualClock
+    base_url: str | None = None
+
+    def api_with_token(self, token: str) -> MessagingApi:
+        """Another client of the same account, holding ``token``."""
+        if self.base_url is None:
+            return FakeTwilio(ACCOUNT, token, clock=self.clock, model=self.model)
+        return AiohttpMessagingApi(ACCOUNT, token, base_url=self.base_url)
+
+    def connector(self, **settings: str) -> TwilioWhatsAppConnector:
+        config = (
+            ConnectionSettings()
+            .set_parameter("AccountSid", ACCOUNT)
+            .set_parameter("AuthToken", TOKEN)
+            .set_parameter("FromNumber", SENDER)
+        )
+        for key, value in settings.items():
+            config = config.set_parameter(key, value)
+        return TwilioWhatsAppConnector(
+            TwilioChannelSchemas.TWILIO_WHATSAPP, config, transport=self.api, clock=self.clock
+        )
+
+
+@pytest.fixture(params=["fake", "http"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    clock = ManualClock()
+    model = TwilioModel(ACCOUNT, TOKEN, clock=clock.now, senders={SENDER})
+    if request.param == "fake":
+        fake = FakeTwilio(ACCOUNT, TOKEN, clock=clock, model=model)
+        yield Backend("fake", fake, model, clock)
+        return
+    emulator = await start_emulator(model=model)
+    api = AiohttpMessagingApi(ACCOUNT, TOKEN, base_url=emulator.url)
+    try:
+        yield Backend("http", api, model, clock, emulator.url)
+    finally:
+        await api.close()
+        await emulator.close()
