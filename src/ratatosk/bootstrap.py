@@ -28,6 +28,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "TWILIO_STATUS_CALLBACK": "StatusCallback",
     "TWILIO_WEBHOOK_URL": "WebhookUrl",
     "TWILIO_TEMPLATES": "Templates",
+    "RATATOSK_WINDOW_GUARD": "ConversationWindowGuard",
 }
 
 

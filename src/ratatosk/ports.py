@@ -249,3 +249,25 @@ class Deduplicator(Protocol):
     def release(self, key: str) -> None:
         """Forget ``key`` so the next delivery with it is handled again."""
         ...
+
+
+# --- Conversation window port ------------------------------------------------------
+
+
+@runtime_checkable
+class ConversationWindow(Protocol):
+    """When each customer last wrote to each business number.
+
+    WhatsApp opens a 24-hour customer-service window with every inbound
+    message; the connector feeds this store from ``receive_messages`` and, when
+    the guard is on, reads it before a free-form send. Async so a shared store
+    (Redis, a database) fits behind it when several processes receive.
+    """
+
+    async def record_inbound(self, customer: str, business: str, at: dt.datetime) -> None:
+        """Note that ``customer`` wrote to ``business`` at ``at`` (later times win)."""
+        ...
+
+    async def last_inbound(self, customer: str, business: str | None) -> dt.datetime | None:
+        """The latest inbound time; ``business=None`` means to any of our numbers."""
+        ...

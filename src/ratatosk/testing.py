@@ -41,6 +41,8 @@ from .ports import (
     MessagePage,
     MessageQuery,
     MessageResource,
+    TemplateInfo,
+    TemplateLookupError,
     TransportError,
 )
 from .twilio import wire
@@ -227,12 +229,49 @@ class FakeTwilio:
         )
         return urlencode(form), compute_signature(self.auth_token, url, form)
 
+    def template_catalog(self) -> FakeTemplateCatalog:
+        """The ``TemplateCatalog`` port over this account's Content API templates.
+
+        The model starts with ``order_confirmed`` (approved, variables
+        ``order_id`` and ``delivery_date``) and ``pending_promo`` (not approved);
+        add more with ``fake.model.add_template(...)``.
+        """
+        return FakeTemplateCatalog(self.model, self.account_sid)
+
     def status_callback_body(
         self, url: str, sid: str, status: str, error_code: int | None = None
     ) -> tuple[str, str]:
         """A signed status callback for ``url``: (urlencoded body, X-Twilio-Signature)."""
         form = self.model.status_callback_form(sid, status, error_code)
         return urlencode(form), compute_signature(self.auth_token, url, form)
+
+
+class FakeTemplateCatalog:
+    """In-process ``TemplateCatalog`` reading the model's Content API, uncached.
+
+    Decodes the same ``ContentAndApprovals`` JSON with the same codec as
+    :class:`ratatosk.adapters.templates.ContentApiTemplateCatalog`. Set
+    :attr:`unavailable` to make lookups fail as a Content API outage would.
+    """
+
+    def __init__(self, model: TwilioModel, account_sid: str) -> None:
+        self.model = model
+        self.account_sid = account_sid
+        self.unavailable = False
+
+    def __repr__(self) -> str:
+        return f"FakeTemplateCatalog(account_sid={self.account_sid!r})"
+
+    async def find(self, name: str, language: str | None = None) -> TemplateInfo | None:
+        return wire.choose_template(await self.list(), name, language)
+
+    async def list(self) -> Sequence[TemplateInfo]:
+        if self.unavailable:
+            raise TemplateLookupError("Content API unavailable (FakeTemplateCatalog.unavailable)")
+        reply = self.model.list_content_and_approvals(page_size=1000, account_sid=self.account_sid)
+        body = reply.body if isinstance(reply.body, Mapping) else {}
+        items = body.get("contents", [])
+        return tuple(i for i in map(wire.decode_template, items) if i is not None)
 
 
 # --- Hypothesis strategies (hypothesis imported lazily) ----------------------------------
@@ -338,6 +377,7 @@ def _as_fixture(function: Callable[[], Iterator[FakeTwilio]], name: str) -> Any:
 fake_twilio = _as_fixture(_fake_twilio, "fake_twilio")
 
 __all__ = [
+    "FakeTemplateCatalog",
     "FakeTwilio",
     "ManualClock",
     "OutboxRecord",

@@ -15,16 +15,18 @@ import pytest
 
 from ratatosk import ConnectionSettings
 from ratatosk.adapters.clock import ManualClock
+from ratatosk.adapters.templates import ContentApiTemplateCatalog
 from ratatosk.adapters.twilio_http import AiohttpMessagingApi
 from ratatosk.emulator.app import start_emulator
 from ratatosk.emulator.model import TwilioModel
-from ratatosk.ports import MessagingApi
-from ratatosk.testing import FakeTwilio
+from ratatosk.ports import MessagingApi, TemplateCatalog
+from ratatosk.testing import FakeTemplateCatalog, FakeTwilio
 from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector
 
 ACCOUNT = "AC" + "c0" * 16
 TOKEN = "contract-token-5f1e2d3c4b5a6978"
 SENDER = "whatsapp:+14155238886"
+OTHER_SENDER = "whatsapp:+14155550100"
 RECIPIENT = "whatsapp:+15550002222"
 
 
@@ -44,7 +46,15 @@ class Backend:
             return FakeTwilio(ACCOUNT, token, clock=self.clock, model=self.model)
         return AiohttpMessagingApi(ACCOUNT, token, base_url=self.base_url)
 
-    def connector(self, **settings: str) -> TwilioWhatsAppConnector:
+    def template_catalog(self) -> TemplateCatalog:
+        """The Content API catalog: in process for the fake, over HTTP for the emulator."""
+        if self.base_url is None:
+            return FakeTemplateCatalog(self.model, ACCOUNT)
+        return ContentApiTemplateCatalog(ACCOUNT, TOKEN, base_url=self.base_url)
+
+    def connector(
+        self, *, catalog: TemplateCatalog | None = None, **settings: str
+    ) -> TwilioWhatsAppConnector:
         config = (
             ConnectionSettings()
             .set_parameter("AccountSid", ACCOUNT)
@@ -54,14 +64,18 @@ class Backend:
         for key, value in settings.items():
             config = config.set_parameter(key, value)
         return TwilioWhatsAppConnector(
-            TwilioChannelSchemas.TWILIO_WHATSAPP, config, transport=self.api, clock=self.clock
+            TwilioChannelSchemas.TWILIO_WHATSAPP,
+            config,
+            transport=self.api,
+            clock=self.clock,
+            template_catalog=catalog,
         )
 
 
 @pytest.fixture(params=["fake", "http"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     clock = ManualClock()
-    model = TwilioModel(ACCOUNT, TOKEN, clock=clock.now, senders={SENDER})
+    model = TwilioModel(ACCOUNT, TOKEN, clock=clock.now, senders={SENDER, OTHER_SENDER})
     if request.param == "fake":
         fake = FakeTwilio(ACCOUNT, TOKEN, clock=clock, model=model)
         yield Backend("fake", fake, model, clock)

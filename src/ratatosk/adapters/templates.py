@@ -53,30 +53,6 @@ class StaticTemplateCatalog:
         return tuple(self._by_name.values())
 
 
-def _info(item: Mapping[str, Any]) -> TemplateInfo | None:
-    sid, name = item.get("sid"), item.get("friendly_name")
-    if not isinstance(sid, str) or not isinstance(name, str):
-        return None
-    approvals = item.get("approval_requests")
-    status: str | None = None
-    if isinstance(approvals, Mapping):
-        whatsapp = approvals.get("whatsapp", approvals)
-        if isinstance(whatsapp, Mapping) and isinstance(whatsapp.get("status"), str):
-            status = whatsapp["status"]
-    variables = item.get("variables")
-    declared = (
-        {str(k): str(v) for k, v in variables.items()} if isinstance(variables, Mapping) else {}
-    )
-    language = item.get("language")
-    return TemplateInfo(
-        sid=sid,
-        friendly_name=name,
-        language=language if isinstance(language, str) else None,
-        whatsapp_status=status or "unsubmitted",
-        variables=declared,
-    )
-
-
 class ContentApiTemplateCatalog:
     """Templates from Twilio's Content API, cached for ``ttl_seconds``.
 
@@ -128,24 +104,13 @@ class ContentApiTemplateCatalog:
         return f"ContentApiTemplateCatalog(base_url={self._base!r})"
 
     async def find(self, name: str, language: str | None = None) -> TemplateInfo | None:
-        found = self._match(await self._load(), name, language)
+        found = wire.choose_template(await self._load(), name, language)
         if found is None and self._age() > self._negative_ttl:
-            found = self._match(await self._load(force=True), name, language)
+            found = wire.choose_template(await self._load(force=True), name, language)
         return found
 
     async def list(self) -> Sequence[TemplateInfo]:
         return await self._load()
-
-    @staticmethod
-    def _match(
-        templates: Sequence[TemplateInfo], name: str, language: str | None
-    ) -> TemplateInfo | None:
-        candidates = [t for t in templates if t.friendly_name == name]
-        if language:
-            candidates = [t for t in candidates if t.language == language]
-        approved = [t for t in candidates if t.whatsapp_status == "approved"]
-        chosen = approved or candidates
-        return chosen[0] if chosen else None
 
     def _age(self) -> float:
         return float("inf") if self._loaded_at is None else self._now() - self._loaded_at
@@ -174,7 +139,9 @@ class ContentApiTemplateCatalog:
                     page = _json(raw)
                     if not isinstance(page, Mapping) or not isinstance(page.get("contents"), list):
                         raise TemplateLookupError("Content API answered an unexpected shape")
-                    found.extend(i for i in map(_info, page["contents"]) if i is not None)
+                    found.extend(
+                        i for i in map(wire.decode_template, page["contents"]) if i is not None
+                    )
                     meta = page.get("meta")
                     next_url = meta.get("next_page_url") if isinstance(meta, Mapping) else None
                     url = next_url if isinstance(next_url, str) and next_url else None

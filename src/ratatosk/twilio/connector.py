@@ -42,6 +42,7 @@ from ..ports import (
     AccountResource,
     ApiError,
     Clock,
+    ConversationWindow,
     CreateMessageRequest,
     MessageQuery,
     MessageResource,
@@ -57,6 +58,7 @@ from .outbound import SendConfig, SendPlan, check_template, error, plan_send
 from .resilience import Outcome, SendPolicy, TokenBucket, classify, find_sent
 from .schema import MESSAGE_SID_PATTERN
 from .signature import TwilioSignatureValidator
+from .window import business_of, check_window, is_free_form
 
 log = logging.getLogger("ratatosk.twilio")
 
@@ -64,6 +66,7 @@ T = TypeVar("T")
 
 #: Loaded by name so this layer never imports aiohttp; see adr/0004.
 DEFAULT_TRANSPORT: Final = "ratatosk.adapters.twilio_http:AiohttpMessagingApi"
+DEFAULT_WINDOWS: Final = "ratatosk.adapters.conversation_window:InMemoryConversationWindows"
 DEFAULT_BATCH_CONCURRENCY: Final = 50
 _MESSAGE_SID: Final = re.compile(MESSAGE_SID_PATTERN)
 _CLAIMED_MAX: Final = 10_000
@@ -95,6 +98,7 @@ class TwilioWhatsAppConnector:
         owns_transport: bool | None = None,
         send_policy: SendPolicy | None = None,
         rng: random.Random | None = None,
+        conversation_window: ConversationWindow | None = None,
     ) -> None:
         if not isinstance(schema, ChannelSchema):
             raise TypeError(
@@ -111,6 +115,8 @@ class TwilioWhatsAppConnector:
         self._owns_transport = transport is None if owns_transport is None else owns_transport
         self._validator = signature_validator
         self._catalog = template_catalog
+        self._windows = conversation_window
+        self._window_guard = False
         self._clock: Clock = clock or _UtcClock()
         self._batch_concurrency = batch_concurrency
         self._policy = send_policy or SendPolicy()
@@ -175,6 +181,9 @@ class TwilioWhatsAppConnector:
             self._validator = TwilioSignatureValidator(token)
         if self._transport is None:
             self._transport = _load_default_transport(settings)
+        self._window_guard = settings.get_bool("ConversationWindowGuard")
+        if self._window_guard and self._windows is None:
+            self._windows = _load_default(DEFAULT_WINDOWS)()
         self._started_at = self._clock.now()
         self._state = ConnectorState.READY
         return ConnectorResult.success(None)
@@ -267,7 +276,9 @@ class TwilioWhatsAppConnector:
         MISSING_FROM_NUMBER, MISSING_CONTENT_SID, TEMPLATE_NOT_APPROVED,
         TEMPLATE_LOOKUP_FAILED, RATE_LIMITED, INVALID_CREDENTIALS,
         SEND_MESSAGE_FAILED (Twilio refused, its code kept as provider_code),
-        SEND_WHATSAPP_MESSAGE_FAILED (no usable answer from Twilio).
+        SEND_WHATSAPP_MESSAGE_FAILED (no usable answer from Twilio),
+        SEND_OUTCOME_UNKNOWN (the answer was lost and reconciling found nothing),
+        OUTSIDE_CONVERSATION_WINDOW (free-form send refused by the window guard).
         """
         api = self._ready()
         refused = self._refuse(Capability.SEND_MESSAGES)
@@ -276,6 +287,13 @@ class TwilioWhatsAppConnector:
         plan = plan_send(self.schema, self._config, message)
         if isinstance(plan, ConnectorError):
             return ConnectorResult.failure(plan)
+        if self._window_guard and is_free_form(plan):
+            assert self._windows is not None
+            wanted = plan.request
+            last = await self._windows.last_inbound(wanted.to, business_of(wanted))
+            closed = check_window(wanted, last, self._clock.now())
+            if closed is not None:
+                return ConnectorResult.failure(closed)
         request = await self._resolve_template(plan)
         if isinstance(request, ConnectorError):
             return ConnectorResult.failure(request)
@@ -523,7 +541,15 @@ class TwilioWhatsAppConnector:
             return ConnectorResult.failure(refused)
         if not isinstance(source, MessageSource):
             raise TypeError("receive_messages takes a MessageSource")
-        return wire.decode_receive(source)
+        received = wire.decode_receive(source)
+        if self._windows is not None and received.value is not None:
+            now = self._clock.now()
+            for message in received.value.messages:
+                if message.sender is not None and message.receiver is not None:
+                    await self._windows.record_inbound(
+                        message.sender.address, message.receiver.address, now
+                    )
+        return received
 
     async def receive_message_status(self, source: MessageSource) -> ConnectorResult[StatusUpdate]:
         """Parse a status callback. Codes: INVALID_WEBHOOK_DATA, RECEIVE_STATUS_FAILED,
@@ -645,11 +671,15 @@ def _api_failure(code: str, what: str, answer: ApiError) -> ConnectorError:
     )
 
 
+def _load_default(reference: str) -> Any:
+    """An adapter class found by name, so this layer never imports the adapters layer."""
+    module_name, _, attr = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def _load_default_transport(settings: ConnectionSettings) -> MessagingApi:
-    """The real HTTP adapter, found by name (see adr/0004) so this layer stays I/O-free."""
-    module_name, _, attr = DEFAULT_TRANSPORT.partition(":")
-    factory = getattr(importlib.import_module(module_name), attr)
-    api: MessagingApi = factory.from_settings(settings)
+    """The real HTTP adapter (see adr/0011): importing this module never imports aiohttp."""
+    api: MessagingApi = _load_default(DEFAULT_TRANSPORT).from_settings(settings)
     return api
 
 

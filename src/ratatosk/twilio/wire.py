@@ -31,7 +31,7 @@ from ..domain.message import Message
 from ..domain.result import ConnectorError, ConnectorResult, ReceiveResult, StatusUpdate
 from ..domain.source import MessageSource, SourceFormat
 from ..domain.status import MessageStatus
-from ..ports import AccountResource, ApiError, MessagePage, MessageResource
+from ..ports import AccountResource, ApiError, MessagePage, MessageResource, TemplateInfo
 from .errors import TwilioErrorCodes
 
 Form = Mapping[str, Sequence[str]]
@@ -430,10 +430,50 @@ def decode_status(source: MessageSource, received_at: dt.datetime) -> ConnectorR
     return ConnectorResult.success(decoded)
 
 
+def decode_template(item: object) -> TemplateInfo | None:
+    """One Content API item (with or without approvals) as a TemplateInfo; None if unusable."""
+    if not isinstance(item, Mapping):
+        return None
+    sid, name = item.get("sid"), item.get("friendly_name")
+    if not isinstance(sid, str) or not isinstance(name, str):
+        return None
+    approvals = item.get("approval_requests")
+    status: str | None = None
+    if isinstance(approvals, Mapping):
+        whatsapp = approvals.get("whatsapp", approvals)
+        if isinstance(whatsapp, Mapping) and isinstance(whatsapp.get("status"), str):
+            status = whatsapp["status"]
+    variables = item.get("variables")
+    declared = (
+        {str(k): str(v) for k, v in variables.items()} if isinstance(variables, Mapping) else {}
+    )
+    language = item.get("language")
+    return TemplateInfo(
+        sid=sid,
+        friendly_name=name,
+        language=language if isinstance(language, str) else None,
+        whatsapp_status=status or "unsubmitted",
+        variables=declared,
+    )
+
+
+def choose_template(
+    templates: Sequence[TemplateInfo], name: str, language: str | None
+) -> TemplateInfo | None:
+    """The template called ``name`` (in ``language`` if given), an approved one first."""
+    candidates = [t for t in templates if t.friendly_name == name]
+    if language:
+        candidates = [t for t in candidates if t.language == language]
+    approved = [t for t in candidates if t.whatsapp_status == "approved"]
+    chosen = approved or candidates
+    return chosen[0] if chosen else None
+
+
 __all__ = [
     "TWILIO_STATUS_MAP",
     "TwilioErrorCodes",
     "WireError",
+    "choose_template",
     "decode_account",
     "decode_api_error",
     "decode_inbound",
@@ -443,6 +483,7 @@ __all__ = [
     "decode_receive",
     "decode_status",
     "decode_status_callback",
+    "decode_template",
     "format_rfc2822",
     "map_status",
     "parse_form",
