@@ -253,7 +253,7 @@ class TestFixtureAndStrategies:
             "import sys; sys.modules['hypothesis'] = None\n"
             "from ratatosk.testing import FakeTwilio; FakeTwilio()\n"
         )
-        done = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
+        done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=False
         )
         assert done.returncode == 0, done.stderr

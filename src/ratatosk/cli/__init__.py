@@ -51,16 +51,22 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--media-type", choices=[t.name.lower() for t in MediaType], default="image")
     send.add_argument("--validity", type=int, metavar="SECONDS", help="ValidityPeriod (1-36000)")
     send.add_argument("--id", dest="message_id", help="your own message id")
-    send.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    send.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
     status = commands.add_parser("status", help="ask Twilio for a message's status")
     status.add_argument("sid", help="message SID (SM... or MM...)")
-    status.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    status.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
     templates = commands.add_parser("templates", help="content templates")
     templates_commands = templates.add_subparsers(dest="templates_command", required=True)
     listing = templates_commands.add_parser("list", help="name, SID, language, WhatsApp approval")
-    listing.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    listing.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
     serve = commands.add_parser("serve", help="run the webhook server; print each event")
     serve.add_argument("--host", default="127.0.0.1")
@@ -69,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--trust-forwarded", action="store_true", help="rebuild the URL from X-Forwarded-* headers"
     )
-    serve.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
     emulator = commands.add_parser("emulator", help="run a local Twilio emulator")
     emulator.add_argument("--host", default="127.0.0.1")
@@ -82,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--seed", type=int, default=0, help="seed for fault injection")
 
     demo = commands.add_parser("demo", help="the end-to-end demo on the emulator")
-    demo.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    demo.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     return parser
 
 
