@@ -1,0 +1,125 @@
+"""The aiohttp transport at its edges: headers on the wire, dead ports, clean close, imports."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from ratatosk import ConnectionSettings, MessageBuilder, MessagingErrorCodes, __version__
+from ratatosk.adapters.twilio_http import AiohttpMessagingApi, HttpTimeouts
+from ratatosk.ports import ApiError, CreateMessageRequest, TransportError
+from ratatosk.twilio import TwilioChannelSchemas, TwilioErrorCodes, TwilioWhatsAppConnector
+
+ACCOUNT = "AC" + "ab" * 16
+TOKEN = "transport-token-000111222333"
+
+
+def _dead_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _settings(base_url: str) -> ConnectionSettings:
+    return (
+        ConnectionSettings()
+        .set_parameter("AccountSid", ACCOUNT)
+        .set_parameter("AuthToken", TOKEN)
+        .set_parameter("FromNumber", "whatsapp:+14155238886")
+        .set_parameter("ApiBaseUrl", base_url)
+    )
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[tuple[str, list[web.Request], list[bytes]]]:
+    """A bare server that records what arrives and answers a Twilio error."""
+    seen: list[web.Request] = []
+    bodies: list[bytes] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request)
+        bodies.append(await request.read())
+        return web.json_response(
+            {"code": 21211, "message": "Invalid 'To'", "more_info": "https://x", "status": 400},
+            status=400,
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen, bodies
+    await runner.cleanup()
+
+
+async def test_wire_format_auth_agent_and_repeated_media(
+    recorder: tuple[str, list[web.Request], list[bytes]],
+) -> None:
+    url, seen, bodies = recorder
+    api = AiohttpMessagingApi(ACCOUNT, TOKEN, base_url=url)
+    try:
+        answer = await api.create_message(
+            CreateMessageRequest(
+                to="whatsapp:+15550002222",
+                from_="whatsapp:+14155238886",
+                body="caption",
+                media_urls=("https://e.com/1.jpg", "https://e.com/2.jpg"),
+            )
+        )
+    finally:
+        await api.close()
+    assert isinstance(answer, ApiError)
+    assert (answer.status, answer.code, answer.more_info) == (400, 21211, "https://x")
+    [request] = seen
+    assert request.method == "POST"
+    assert request.path == f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+    assert request.headers["User-Agent"] == f"ratatosk-twilio/{__version__}"
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request.headers["Authorization"].startswith("Basic ")
+    assert bodies[0].count(b"MediaUrl=") == 2
+
+
+async def test_dead_port_is_a_transport_error_that_never_reached_twilio() -> None:
+    api = AiohttpMessagingApi(
+        ACCOUNT, TOKEN, base_url=f"http://127.0.0.1:{_dead_port()}", timeouts=HttpTimeouts()
+    )
+    try:
+        with pytest.raises(TransportError) as raised:
+            await api.fetch_account()
+    finally:
+        await api.close()
+    assert not raised.value.maybe_delivered
+    assert TOKEN not in str(raised.value)
+
+
+async def test_connector_codes_when_twilio_is_unreachable() -> None:
+    connector = TwilioWhatsAppConnector(
+        TwilioChannelSchemas.TWILIO_WHATSAPP, _settings(f"http://127.0.0.1:{_dead_port()}")
+    )
+    async with connector:
+        tested = await connector.test_connection()
+        assert tested.error is not None
+        assert tested.error.code == MessagingErrorCodes.CONNECTION_FAILED
+        status = await connector.get_status()
+        assert status.error is not None
+        assert status.error.code == TwilioErrorCodes.STATUS_ERROR
+        queried = await connector.get_message_status("SM" + "0" * 32)
+        assert queried.error is not None
+        assert queried.error.code == TwilioErrorCodes.WHATSAPP_STATUS_QUERY_FAILED
+        message = MessageBuilder().to_phone("whatsapp:+15550002222").with_text("x").build()
+        sent = await connector.send_message(message)
+        assert sent.error is not None
+        assert sent.error.code == TwilioErrorCodes.SEND_WHATSAPP_MESSAGE_FAILED
+        assert TOKEN not in repr(sent.error) + repr(connector)
+
+
+def test_importing_the_core_never_imports_aiohttp() -> None:
+    code = "import sys, ratatosk, ratatosk.twilio, ratatosk.ports;print('aiohttp' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
