@@ -177,3 +177,51 @@ def test_demo_runs_end_to_end() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "forged request refused with HTTP 403" in done.stdout
     assert "OK: 3 sent" in done.stdout
+
+
+def test_serve_prints_each_verified_event_as_a_json_line(emulator_url: str) -> None:
+    import signal
+    import urllib.request
+
+    port = _free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
+    environ |= {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ratatosk", "--json", "serve", "--port", str(port)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert server.poll() is None, "serve exited early"
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.05)
+        inject = urllib.request.Request(  # noqa: S310 - our emulator on loopback
+            f"{emulator_url}/_emulator/inbound",
+            data=json.dumps(
+                {
+                    "url": f"http://127.0.0.1:{port}/webhooks/twilio/whatsapp",
+                    "from": "whatsapp:+15551234567",
+                    "to": SENDER,
+                    "body": "Where is my order?",
+                }
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(inject, timeout=10) as answer:  # noqa: S310
+            assert json.loads(answer.read())["status"] == 200
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=15)
+    text = out.decode() + err.decode()
+    assert TOKEN not in text
+    events = [line for line in _json_lines(out.decode()) if line["event"] == "message"]
+    assert len(events) == 1
+    assert events[0]["from"] == "whatsapp:+15551234567"
+    assert "Where is my order?" in str(events[0]["content"])
