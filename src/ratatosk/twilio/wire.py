@@ -340,7 +340,8 @@ def _inbound_content(form: Form) -> Content:
 
 def _inbound_media(form: Form) -> list[MediaContent]:
     declared = _first(form, "NumMedia")
-    count = int(declared) if declared and declared.isdigit() else 0
+    # Twilio sends at most 10; a longer number is noise, not a reason to loop or overflow.
+    count = int(declared) if declared and declared.isdigit() and len(declared) <= 2 else 0
     # Trust the fields that are present, not only the count: never drop a URL.
     index, items = 0, []
     while index < max(count, 0) + 10:
