@@ -14,7 +14,7 @@ in this package): :class:`TwilioModel` takes a clock callable and a
 """
 
 from .content import ContentTemplate, stable_content_sid
-from .core import WINDOW, Clock, TwilioModel
+from .core import MAX_ATTEMPTS, WINDOW, Clock, TwilioModel
 from .faults import FaultKind, FaultPlan, ScriptedError
 from .messages import StoredMessage
 from .progress import STATUSES
@@ -26,6 +26,7 @@ from .records import (
     DEFAULT_AUTH_TOKEN,
     SANDBOX_SENDER,
     Account,
+    CreateAttempt,
     Reply,
     ResetKind,
     StatusCallback,
@@ -40,12 +41,14 @@ __all__ = [
     "CONTENT_BASE",
     "DEFAULT_ACCOUNT_SID",
     "DEFAULT_AUTH_TOKEN",
+    "MAX_ATTEMPTS",
     "SANDBOX_SENDER",
     "STATUSES",
     "WINDOW",
     "Account",
     "Clock",
     "ContentTemplate",
+    "CreateAttempt",
     "CreateParams",
     "FaultKind",
     "FaultPlan",

@@ -29,6 +29,7 @@ from .records import (
     DEFAULT_AUTH_TOKEN,
     SANDBOX_SENDER,
     Account,
+    CreateAttempt,
     Reply,
     SidFactory,
     StatusCallback,
@@ -42,6 +43,15 @@ Clock = Callable[[], dt.datetime]
 
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 WINDOW: Final = dt.timedelta(hours=24)
+#: The create-call log keeps the most recent calls only.
+MAX_ATTEMPTS: Final = 100_000
+
+
+def _first_values(form: Sequence[tuple[str, str]]) -> dict[str, str]:
+    first: dict[str, str] = {}
+    for key, value in form:
+        first.setdefault(key, value)
+    return first
 
 
 def _system_now() -> dt.datetime:
@@ -96,6 +106,7 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
         self._heap: list[tuple[dt.datetime, int, str]] = []
         self._callbacks: deque[StatusCallback] = deque()
         self._script: deque[ScriptedError | FaultKind] = deque()
+        self._attempts: deque[CreateAttempt] = deque(maxlen=MAX_ATTEMPTS)
         self._last_inbound: dict[tuple[str, str], dt.datetime] = {}
         self._templates: dict[str, ContentTemplate] = {}
         self._seq = 0
@@ -145,28 +156,51 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
     # --- messages ---------------------------------------------------------------------
 
     def create_message(self, account_sid: str, form: Sequence[tuple[str, str]]) -> Reply:
-        """POST Messages.json: scripted fault, drawn fault, validation, store; 201 or error."""
+        """POST Messages.json: scripted fault, drawn fault, validation, store; 201 or error.
+
+        Every call is recorded in :attr:`attempts`.
+        """
+        stored_before = len(self._outbound)
+        reply, fault = self._create_message(account_sid, form)
+        first = _first_values(form)
+        self._attempts.append(
+            CreateAttempt(
+                at=self.clock(),
+                to=first.get("To"),
+                body=first.get("Body"),
+                fault=fault,
+                status=0 if reply.reset is not None else reply.status,
+                sid=self._outbound[-1].sid if len(self._outbound) > stored_before else None,
+                retry_after=reply.headers.get("Retry-After"),
+            )
+        )
+        return reply
+
+    def _create_message(
+        self, account_sid: str, form: Sequence[tuple[str, str]]
+    ) -> tuple[Reply, str | None]:
         account = self._accounts.get(account_sid)
         if account is None:
-            return not_found(f"/{API_VERSION}/Accounts/{account_sid}/Messages.json")
+            return not_found(f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"), None
         fault: FaultKind | None
         if self._script:
             scripted = self._script.popleft()
             if isinstance(scripted, ScriptedError):
-                return scripted.reply()
+                return scripted.reply(), "scripted"
             fault = scripted
         else:
             fault = self.faults.draw(self._rng)
+        label = fault.value if fault is not None else None
         if fault is not None and (early := fault_reply(fault, self.faults)) is not None:
-            return early
+            return early, label
         params = validate_create(form, senders=self.senders)
         if isinstance(params, Reply):
-            return params
+            return params, label
         template = self._templates.get(params.content_sid or "")
         if params.content_sid and template is None and self.strict_content:
-            return error_reply(21655, "The ContentSid is Invalid.")
+            return error_reply(21655, "The ContentSid is Invalid."), label
         message = self._store_outbound(account, params, template)
-        return after_store(fault, self.faults, Reply(status=201, body=message.to_json()))
+        return after_store(fault, self.faults, Reply(status=201, body=message.to_json())), label
 
     def fetch_message(self, account_sid: str, sid: str) -> Reply:
         message = self._messages.get(sid)
@@ -188,6 +222,11 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
     def outbound(self) -> list[StoredMessage]:
         """Inspection: messages stored by create calls, oldest first."""
         return list(self._outbound)
+
+    @property
+    def attempts(self) -> list[CreateAttempt]:
+        """Inspection: the most recent create calls (at most ``MAX_ATTEMPTS``), oldest first."""
+        return list(self._attempts)
 
     @property
     def stored_count(self) -> int:
@@ -349,4 +388,4 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
         )
 
 
-__all__ = ["WINDOW", "Clock", "TwilioModel"]
+__all__ = ["MAX_ATTEMPTS", "WINDOW", "Clock", "TwilioModel"]

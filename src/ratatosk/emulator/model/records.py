@@ -157,6 +157,25 @@ class StatusCallback:
         }
 
 
+@attrs.frozen(kw_only=True)
+class CreateAttempt:
+    """One Create Message call as the model saw it: when, for whom, what it answered.
+
+    ``fault`` is the injected fault (a ``FaultKind`` value, or ``scripted`` for
+    a ``fail_next`` error), ``status`` the HTTP status answered (0 when the
+    connection was dropped) and ``sid`` the message stored by this call, if
+    any. Lets a load test measure duplicates and ``Retry-After`` compliance.
+    """
+
+    at: dt.datetime
+    to: str | None
+    body: str | None
+    fault: str | None
+    status: int
+    sid: str | None
+    retry_after: str | None = None
+
+
 class SidFactory:
     """Twilio-shaped identifiers (prefix + 32 lowercase hex) from one seeded Random."""
 
@@ -202,6 +221,7 @@ __all__ = [
     "DEFAULT_AUTH_TOKEN",
     "SANDBOX_SENDER",
     "Account",
+    "CreateAttempt",
     "Json",
     "Reply",
     "ResetKind",
