@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import logging
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
@@ -32,6 +33,8 @@ from ..ports import (
 )
 from ..twilio import wire
 from ..twilio.schema import DEFAULT_API_BASE_URL
+
+log = logging.getLogger("ratatosk.http")
 
 USER_AGENT: Final = f"ratatosk-twilio/{__version__}"
 _FORM: Final = "application/x-www-form-urlencoded"
@@ -138,6 +141,8 @@ class AiohttpMessagingApi:
             raise TransportError(
                 f"connection failed mid-request: {type(exc).__name__}", maybe_delivered=True
             ) from None
+        if log.isEnabledFor(logging.DEBUG):  # the URL carries no secret; headers are not logged
+            log.debug("%s %s -> %d (%d bytes)", method, url, status, len(raw))
         body: Any = None
         if raw:
             try:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -203,6 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     out = Output(bool(getattr(args, "json", False)))
+    # Logs go to stderr so stdout stays a clean transcript (or JSON lines).
+    wanted = os.environ.get("RATATOSK_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(
+        level=wanted if wanted in logging.getLevelNamesMapping() else "WARNING",
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "demo":  # the transcript shows each refusal itself
+        logging.getLogger("ratatosk.webhooks").setLevel(logging.ERROR)
     try:
         if args.command == "send":
             return asyncio.run(_send(args, out))
