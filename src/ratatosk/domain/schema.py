@@ -154,7 +154,10 @@ def _check_parameter(spec: ParameterSpec, value: Any) -> list[FieldError]:
     elif isinstance(value, bool) or not isinstance(value, int | float):
         return [FieldError(spec.name, f"must be a {spec.type.value}")]
     else:
-        text = str(value)
+        try:
+            text = str(value)
+        except ValueError:  # an int past CPython's int -> str digit limit
+            return [FieldError(spec.name, f"is too large for a {spec.type.value}")]
     if text is None or not text.strip():
         return [FieldError(spec.name, "is required")] if spec.required else []
     shown = "the value" if spec.sensitive or isinstance(value, Secret) else repr(text)
@@ -204,17 +207,29 @@ def _check_property(spec: PropertySpec, value: Any) -> list[FieldError]:
     if spec.type is DataType.INTEGER:
         number = coerce_int(value)
         if number is None:
-            return [FieldError(spec.name, f"must be an integer, not {value!r:.40}")]
+            return [FieldError(spec.name, f"must be an integer, not {_preview(value)}")]
         if spec.minimum is not None and number < spec.minimum:
-            return [FieldError(spec.name, f"must be at least {spec.minimum}, not {number}")]
+            return [
+                FieldError(spec.name, f"must be at least {spec.minimum}, not {_preview(number)}")
+            ]
         if spec.maximum is not None and number > spec.maximum:
-            return [FieldError(spec.name, f"must be at most {spec.maximum}, not {number}")]
+            return [
+                FieldError(spec.name, f"must be at most {spec.maximum}, not {_preview(number)}")
+            ]
         return []
     if spec.type is DataType.BOOLEAN and not isinstance(value, bool):
         return [FieldError(spec.name, "must be a boolean")]
     if spec.type is DataType.URL and not (isinstance(value, str) and is_absolute_http_url(value)):
         return [FieldError(spec.name, "must be an absolute http(s) URL")]
     return []
+
+
+def _preview(value: Any) -> str:
+    """``repr`` cut to 40 characters; an int past CPython's str limit is named, not shown."""
+    try:
+        return f"{value!r:.40}"
+    except ValueError:
+        return f"a huge {type(value).__name__}"
 
 
 def coerce_int(value: Any) -> int | None:
