@@ -105,7 +105,10 @@ class TemplateContent:
     """
 
     template_id: str = attrs.field(validator=_str)
-    parameters: Mapping[str, object] = attrs.field(factory=dict, converter=_freeze_parameters)
+    # Left out of the hash (a read-only mapping is unhashable) but still compared by ==.
+    parameters: Mapping[str, object] = attrs.field(
+        factory=dict, converter=_freeze_parameters, hash=False
+    )
     language: str | None = attrs.field(default=None, kw_only=True)
 
     @property

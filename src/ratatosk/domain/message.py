@@ -42,7 +42,8 @@ class Message:
     sender: Endpoint | None = None
     receiver: Endpoint | None = None
     content: Content | None = None
-    properties: Mapping[str, Any] = attrs.field(factory=dict, converter=_freeze)
+    # Left out of the hash (a read-only mapping is unhashable) but still compared by ==.
+    properties: Mapping[str, Any] = attrs.field(factory=dict, converter=_freeze, hash=False)
     timestamp: dt.datetime | None = None
 
 
