@@ -253,8 +253,11 @@ def create_webhook_app(
             stats.bad_request += 1
             return _Refusal(400, decoded.error.code, decoded.error.message).response()
         update = decoded.unwrap()
+        # Twilio's own status, not the kernel's: two Twilio statuses can map alike
+        # (failed and undelivered) and each is an event of its own.
+        twilio_status = str(update.data.get("twilio_status") or update.status.value)
         key = request.headers.get(IDEMPOTENCY_HEADER) or (
-            f"status:{update.message_id}:{update.status.value}"
+            f"status:{update.message_id}:{twilio_status.strip().lower()}"
         )
 
         async def call() -> None:
