@@ -74,11 +74,11 @@ def parse_rfc2822(value: object) -> dt.datetime | None:
         return None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: past year 9999 in UTC
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
 
 
 def format_rfc2822(value: dt.datetime) -> str:
@@ -204,7 +204,7 @@ def decode_json(raw: bytes | str) -> Any:
     """JSON text -> Python, with a WireError instead of a decoder exception."""
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise WireError(f"not JSON: {exc}") from None
 
 
@@ -249,14 +249,14 @@ def _fields(source: MessageSource, unreadable: str) -> list[Form] | ConnectorErr
     if source.format is SourceFormat.JSON:
         try:
             data = json.loads(source.body)
-        except ValueError as exc:
+            items = data.get("Messages") if isinstance(data, dict) and "Messages" in data else data
+            if isinstance(items, dict):
+                items = [items]
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                return _webhook_error("JSON body must be an object or a Messages list of objects")
+            return [{str(k): _json_values(v) for k, v in item.items()} for item in items]
+        except (ValueError, RecursionError) as exc:  # nesting too deep to load or to re-encode
             return _unreadable(unreadable, f"unreadable JSON body: {exc}")
-        items = data.get("Messages") if isinstance(data, dict) and "Messages" in data else data
-        if isinstance(items, dict):
-            items = [items]
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            return _webhook_error("JSON body must be an object or a Messages list of objects")
-        return [{str(k): _json_values(v) for k, v in item.items()} for item in items]
     return ConnectorError(
         code=MessagingErrorCodes.UNSUPPORTED_CONTENT_TYPE,
         message=f"webhook content type {source.content_type!r} is not form or JSON",
@@ -341,7 +341,7 @@ def _inbound_content(form: Form) -> Content:
 def _inbound_media(form: Form) -> list[MediaContent]:
     declared = _first(form, "NumMedia")
     # Twilio sends at most 10; a longer number is noise, not a reason to loop or overflow.
-    count = int(declared) if declared and declared.isdigit() and len(declared) <= 2 else 0
+    count = int(declared) if declared and declared.isdecimal() and len(declared) <= 2 else 0
     # Trust the fields that are present, not only the count: never drop a URL.
     index, items = 0, []
     while index < max(count, 0) + 10:
@@ -400,10 +400,9 @@ def decode_status_callback(form: Form, received_at: dt.datetime) -> StatusUpdate
         return _webhook_error(f"status callback lacks {', '.join(missing)}", missing=missing)
     assert sid is not None
     assert raw_status is not None
-    error_code_text = _first(form, "ErrorCode")
-    error_code = (
-        int(error_code_text) if error_code_text and error_code_text.strip().isdigit() else None
-    )
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    error_code_text = (_first(form, "ErrorCode") or "").strip()
+    error_code = int(error_code_text) if re.fullmatch(r"[0-9]{1,18}", error_code_text) else None
     data: dict[str, Any] = {"twilio_status": raw_status}
     for key in _STATUS_EXTRAS:
         value = _first(form, key)
