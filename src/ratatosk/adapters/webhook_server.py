@@ -10,7 +10,7 @@ and nothing is decoded into messages before the signature holds:
 
 1. size: ``Content-Length`` or the body over ``max_body_bytes`` -> 413;
    a body that takes longer than ``body_timeout`` to arrive -> 408;
-2. media type: neither form nor JSON -> 415;
+2. media type: neither form nor JSON -> 415; a JSON body that is not UTF-8 -> 400;
 3. form fields over ``max_fields`` -> 413;
 4. ``X-Twilio-Signature`` missing or wrong for the public URL -> 403;
 5. decoding through the connector: a coded failure -> 400 with the code;
@@ -140,7 +140,15 @@ class _Gate:
         signature = request.headers.get(SIGNATURE_HEADER)
         url = self.url_of(request)
         if source.format is SourceFormat.JSON:
-            valid = self.validator.validate(url, source.body, signature)
+            # bodySHA256 is over the bytes sent: hash text that encodes back to them exactly.
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self.stats.bad_request += 1
+                raise _Refusal(
+                    400, MessagingErrorCodes.INVALID_WEBHOOK_DATA, "a JSON body must be UTF-8"
+                ) from None
+            valid = self.validator.validate(url, text, signature)
         else:
             if source.body.count("&") + 1 > self.max_fields:
                 self.stats.refused_size += 1
