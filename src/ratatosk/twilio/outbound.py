@@ -71,6 +71,27 @@ def plan_send(
     schema: ChannelSchema, config: SendConfig, message: Message
 ) -> SendPlan | ConnectorError:
     """Validate ``message`` and build its request, or say precisely what is wrong."""
+    plan = _plan(schema, config, message)
+    if isinstance(plan, ConnectorError):
+        return plan
+    return _check_encodable(plan.request) or plan
+
+
+def _check_encodable(request: CreateMessageRequest) -> ConnectorError | None:
+    """Refuse text that has no UTF-8 form (lone surrogates): it cannot go on the wire."""
+    for field, value in request.to_form():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return error(
+                TwilioErrorCodes.INVALID_MESSAGE,
+                f"{field} holds a lone surrogate code point, which has no UTF-8 form",
+                field=field,
+            )
+    return None
+
+
+def _plan(schema: ChannelSchema, config: SendConfig, message: Message) -> SendPlan | ConnectorError:
     if not isinstance(message, Message):
         raise TypeError(f"send_message takes a Message, not {type(message).__name__}")
     content = message.content
