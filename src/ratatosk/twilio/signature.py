@@ -55,10 +55,13 @@ def url_variants(url: str) -> tuple[str, ...]:
         port = parts.port
     except ValueError:
         return (url,)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    userinfo = parts.netloc.rpartition("@")[0]
+    # The host exactly as given: ``parts.hostname`` would lower-case it, and Twilio signs
+    # the URL as configured, so "Hooks.Example.com" must stay as it is.
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    if hostport.startswith("["):  # IPv6 literal
+        host = hostport[: hostport.index("]") + 1]
+    else:
+        host = hostport.partition(":")[0]
     prefix = userinfo + "@" if userinfo else ""
     default = {"https": 443, "http": 80}.get(parts.scheme)
     without = urlunsplit(parts._replace(netloc=prefix + host))
