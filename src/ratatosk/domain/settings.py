@@ -22,11 +22,25 @@ MASK = "********"
 _SENSITIVE_NAME = re.compile(r"(token|secret|password|apikey|credential)", re.IGNORECASE)
 
 
-@attrs.frozen(repr=False, eq=False)
 class Secret:
-    """A string that never shows itself; compare with ``==`` in constant time."""
+    """A string that never shows itself; compare with ``==`` in constant time.
 
-    _value: str = attrs.field(alias="value")
+    Deliberately not an attrs class: ``attrs.asdict`` of anything holding a
+    Secret (``Credentials``, say) would otherwise recurse into it and copy the
+    value out.
+    """
+
+    __slots__ = ("_value",)
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        object.__setattr__(self, "_value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise attrs.exceptions.FrozenInstanceError()
+
+    def __delattr__(self, name: str) -> None:
+        raise attrs.exceptions.FrozenInstanceError()
 
     def reveal(self) -> str:
         """The secret itself, for the one place that must send it (the HTTP adapter)."""
@@ -77,6 +91,17 @@ class ConnectionSettings(Mapping[str, Any]):
         factory=dict, converter=_freeze, alias="parameters"
     )
     _sensitive: frozenset[str] = attrs.field(factory=frozenset, alias="sensitive")
+
+    def __attrs_post_init__(self) -> None:
+        # Built directly (not through set_parameter), sensitive strings still become Secrets.
+        wrapped = {
+            name: Secret(value) if isinstance(value, str) and self._names_secret(name) else value
+            for name, value in self._parameters.items()
+        }
+        object.__setattr__(self, "_parameters", MappingProxyType(wrapped))
+
+    def _names_secret(self, name: object) -> bool:
+        return name in self._sensitive or (isinstance(name, str) and is_sensitive_name(name))
 
     def set_parameter(
         self, name: str, value: Any, *, sensitive: bool | None = None
