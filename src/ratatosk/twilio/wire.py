@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+import string
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote_plus, unquote
 
 from ..domain.content import (
     ButtonReplyContent,
@@ -72,6 +74,13 @@ def parse_rfc2822(value: object) -> dt.datetime | None:
     """Twilio's ``"Thu, 24 Aug 2023 05:01:45 +0000"`` as an aware UTC datetime."""
     if not isinstance(value, str) or not value.strip():
         return None
+    return _parse_rfc2822_text(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_rfc2822_text(value: str) -> dt.datetime | None:
+    # Cached: one answer carries the same date up to three times, and answers sent in
+    # the same second share it; datetimes are immutable, so sharing one is safe.
     try:
         parsed = email.utils.parsedate_to_datetime(value)
         if parsed.tzinfo is None:
@@ -97,6 +106,9 @@ def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
     raise WireError(f"{key} is not a string")
 
 
+_INTEGER: Final = re.compile(r"-?\d{1,18}")
+
+
 def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
     value = data.get(key)
     if value is None or value == "":
@@ -105,7 +117,7 @@ def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
         raise WireError(f"{key} is not an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value)
     raise WireError(f"{key} is not an integer")
 
@@ -211,9 +223,77 @@ def decode_json(raw: bytes | str) -> Any:
 # --- webhooks -> domain ---------------------------------------------------------------
 
 
+MAX_FORM_FIELDS: Final = 10_000
+#: Bodies up to this size are remembered (a handful of them): the webhook server parses
+#: a body once to check its signature and the connector again to decode it.
+_FORM_CACHE_LIMIT: Final = 64 * 1024
+
+
 def parse_form(body: str) -> dict[str, list[str]]:
-    """A form body as key -> values, keeping blank values (Twilio signs them too)."""
-    return parse_qs(body, keep_blank_values=True, max_num_fields=10_000)
+    """A form body as key -> values, keeping blank values (Twilio signs them too).
+
+    Exactly ``urllib.parse.parse_qs(body, keep_blank_values=True,
+    max_num_fields=10_000)`` (a ValueError past that many fields), in a
+    fraction of the time; every call returns fresh lists.
+    """
+    if not isinstance(body, str):
+        return parse_qs(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    cached = len(body) <= _FORM_CACHE_LIMIT
+    pairs = _parse_pairs_cached(body) if cached else _parse_pairs(body)
+    form: dict[str, list[str]] = {}
+    for name, value in pairs:
+        values = form.get(name)
+        if values is None:
+            form[name] = [value]
+        else:
+            values.append(value)
+    return form
+
+
+def _parse_pairs(body: str) -> tuple[tuple[str, str], ...]:
+    """``parse_qsl(body, keep_blank_values=True, max_num_fields=...)`` for a str."""
+    if body and body.count("&") + 1 > MAX_FORM_FIELDS:
+        raise ValueError("Max number of fields exceeded")
+    pairs: list[tuple[str, str]] = []
+    for field in body.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        name = name.replace("+", " ")
+        value = value.replace("+", " ")
+        # unquote() returns a string without "%" unchanged; skipping the call is the same.
+        pairs.append(
+            (
+                unquote(name) if "%" in name else name,
+                unquote(value) if "%" in value else value,
+            )
+        )
+    return tuple(pairs)
+
+
+_parse_pairs_cached = functools.lru_cache(maxsize=8)(_parse_pairs)
+
+_FORM_SAFE: Final = frozenset(string.ascii_letters + string.digits + "_.-~")
+#: quote_plus(c, safe="") for every ASCII character, as a str.translate table.
+_FORM_QUOTE: Final = {
+    code: chr(code) if chr(code) in _FORM_SAFE else "+" if code == 32 else f"%{code:02X}"
+    for code in range(128)
+}
+
+
+def _quote_form(text: str) -> str:
+    if text.isascii():
+        return text.translate(_FORM_QUOTE)
+    return quote_plus(text, safe="")
+
+
+def encode_form(pairs: Iterable[tuple[str, str]]) -> str:
+    """``urllib.parse.urlencode(pairs)`` for str pairs, several times faster.
+
+    A value with no UTF-8 form (a lone surrogate) raises UnicodeEncodeError, as
+    urlencode does.
+    """
+    return "&".join([_quote_form(name) + "=" + _quote_form(value) for name, value in pairs])
 
 
 def _first(form: Form, key: str) -> str | None:
