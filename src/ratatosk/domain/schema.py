@@ -151,6 +151,8 @@ def _check_parameter(spec: ParameterSpec, value: Any) -> list[FieldError]:
         text = None
     elif isinstance(value, str):
         text = value
+    elif isinstance(value, bool) and spec.type is DataType.BOOLEAN:
+        text = str(value)  # a Python bool is a fine boolean ("True"/"False" pass below)
     elif isinstance(value, bool) or not isinstance(value, int | float):
         return [FieldError(spec.name, f"must be a {spec.type.value}")]
     else:
