@@ -72,7 +72,7 @@ class ContentApiTemplateCatalog:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         token = auth_token if isinstance(auth_token, Secret) else Secret(auth_token)
-        raw = f"{account_sid}:{token.reveal()}".encode()
+        raw = f"{account_sid}:{token.reveal()}".encode(errors="replace")  # as twilio_http
         self._headers = {
             "Authorization": "Basic " + base64.b64encode(raw).decode("ascii"),
             "Accept": "application/json",

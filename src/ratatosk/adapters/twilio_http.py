@@ -14,6 +14,7 @@ import asyncio
 import base64
 import datetime as dt
 import logging
+import math
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
@@ -54,6 +55,19 @@ class HttpTimeouts:
         )
 
 
+def _seconds(text: str | None, default: float) -> float:
+    """A positive, finite number of seconds, else ``default``.
+
+    Never raises: the connector is built before ``initialize`` validates the
+    settings, and it is ``initialize`` that reports a bad value, with its code.
+    """
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        return default
+    return value if math.isfinite(value) and value > 0 else default
+
+
 class AiohttpMessagingApi:
     """``MessagingApi`` over Twilio's REST API (or the emulator at ``base_url``)."""
 
@@ -74,7 +88,8 @@ class AiohttpMessagingApi:
         self._max_connections = max_connections
         self._session = session
         self._owns_session = session is None
-        credentials = f"{account_sid}:{token.reveal()}".encode()
+        # A lone surrogate cannot be sent; replaced, it makes a 401 instead of a crash here.
+        credentials = f"{account_sid}:{token.reveal()}".encode(errors="replace")
         self._headers: Final = {
             "Authorization": "Basic " + base64.b64encode(credentials).decode("ascii"),
             "User-Agent": USER_AGENT,
@@ -82,7 +97,8 @@ class AiohttpMessagingApi:
             "Accept-Charset": "utf-8",
         }
         self._post_headers: Final = {**self._headers, "Content-Type": _FORM}
-        account = f"{self.base_url}/2010-04-01/Accounts/{quote(account_sid, safe='')}"
+        sid_path = quote(account_sid, safe="", errors="replace")
+        account = f"{self.base_url}/2010-04-01/Accounts/{sid_path}"
         self._account_url: Final = account + ".json"
         self._messages_url: Final = account + "/Messages.json"
         self._message_url: Final = account + "/Messages/{}.json"
@@ -94,10 +110,11 @@ class AiohttpMessagingApi:
         token = settings.get_secret("AuthToken")
         if account_sid is None or token is None:
             raise ValueError("AccountSid and AuthToken are required")
+        defaults = HttpTimeouts()
         timeouts = HttpTimeouts(
-            connect=float(settings.get_string("HttpConnectTimeout") or 5.0),
-            read=float(settings.get_string("HttpReadTimeout") or 15.0),
-            total=float(settings.get_string("HttpTotalTimeout") or 30.0),
+            connect=_seconds(settings.get_string("HttpConnectTimeout"), defaults.connect),
+            read=_seconds(settings.get_string("HttpReadTimeout"), defaults.read),
+            total=_seconds(settings.get_string("HttpTotalTimeout"), defaults.total),
         )
         return cls(
             account_sid,

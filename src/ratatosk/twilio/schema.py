@@ -27,6 +27,8 @@ ACCOUNT_SID_PATTERN: Final = r"AC[0-9a-fA-F]{32}"
 MESSAGING_SERVICE_SID_PATTERN: Final = r"MG[0-9a-fA-F]{32}"
 CONTENT_SID_PATTERN: Final = r"HX[0-9a-fA-F]{32}"
 MESSAGE_SID_PATTERN: Final = r"(SM|MM)[0-9a-fA-F]{32}"
+#: A positive number of seconds, such as ``5``, ``0.5`` or ``2.25``.
+SECONDS_PATTERN: Final = r"0*[1-9]\d{0,5}(\.\d{1,3})?|0*\.(?=\d*[1-9])\d{1,3}"
 DEFAULT_API_BASE_URL: Final = "https://api.twilio.com"
 DEFAULT_CONTENT_BASE_URL: Final = "https://content.twilio.com"
 
@@ -70,6 +72,14 @@ _PARAMETERS = (
         type=DataType.URL,
         default=DEFAULT_CONTENT_BASE_URL,
         description="Base URL of the Content API used to resolve template names",
+    ),
+    *(
+        ParameterSpec(
+            name=f"Http{phase}Timeout",
+            pattern=SECONDS_PATTERN,
+            description=f"{phase} timeout of each HTTP call to Twilio, in seconds (default {d})",
+        )
+        for phase, d in (("Connect", 5), ("Read", 15), ("Total", 30))
     ),
     ParameterSpec(
         name="StrictNumbers",
