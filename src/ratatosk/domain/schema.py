@@ -145,6 +145,12 @@ def validate_settings(
 
 def _check_parameter(spec: ParameterSpec, value: Any) -> list[FieldError]:
     text: str | None
+    # Validate what the connector will read: a secret only from get_secret (str or
+    # Secret), everything else only from get_string, which never returns a Secret.
+    if spec.sensitive and value is not None and not isinstance(value, str | Secret):
+        return [FieldError(spec.name, "must be a string")]
+    if not spec.sensitive and isinstance(value, Secret):
+        return [FieldError(spec.name, "is not a secret parameter: give it as plain text")]
     if isinstance(value, Secret):
         text = value.reveal()
     elif value is None:
