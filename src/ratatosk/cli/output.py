@@ -14,9 +14,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 class Output:
     """Text or JSON-lines output; everything printed goes through here."""
 
-    def __init__(self, as_json: bool, stream: TextIO = sys.stdout) -> None:
+    def __init__(self, as_json: bool, stream: TextIO | None = None) -> None:
         self.as_json = as_json
-        self.stream = stream
+        self._stream = stream
+
+    @property
+    def stream(self) -> TextIO:
+        """The given stream, else ``sys.stdout`` as it is now (so redirections apply)."""
+        return self._stream if self._stream is not None else sys.stdout
 
     def emit(self, kind: str, text: str, **data: Any) -> None:
         if self.as_json:
