@@ -180,7 +180,7 @@ class AiohttpMessagingApi:
         return wire.decode_api_error(status, body, retry_after)
 
     async def create_message(self, request: CreateMessageRequest) -> MessageResource | ApiError:
-        data = urlencode(request.to_form()).encode("ascii")
+        data = wire.encode_form(request.to_form()).encode("ascii")  # urlencode, faster
         status, body, retry_after = await self._call("POST", self._messages_url, data=data)
         result: MessageResource | ApiError = self._decode(
             status, body, retry_after, wire.decode_message
