@@ -13,7 +13,7 @@ import base64
 import functools
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..domain.settings import Secret
@@ -21,19 +21,17 @@ from ..domain.settings import Secret
 Params = Mapping[str, Sequence[str] | str]
 
 
-def _pairs(params: Params) -> Iterable[tuple[str, str]]:
+def _signed_params(params: Params) -> str:
+    """Sorted ``key + value`` pairs, each key's values sorted and de-duplicated, joined."""
+    parts: list[str] = []
     for key in sorted(params):
         value = params[key]
         values = [value] if isinstance(value, str) else list(value)
-        if len(values) == 1:  # the usual case: nothing to de-duplicate or sort
-            yield key, values[0]
-            continue
-        for item in sorted(set(values)):
-            yield key, item
-
-
-def _signed_params(params: Params) -> str:
-    return "".join([key + value for key, value in _pairs(params)])
+        if len(values) == 1:
+            parts.append(key + values[0])
+        else:
+            parts.extend([key + item for item in sorted(set(values))])
+    return "".join(parts)
 
 
 def signing_string(url: str, params: Params) -> str:
