@@ -384,7 +384,11 @@ def decode_inbound(form: Form) -> Message | ConnectorError:
     assert receiver is not None
     properties: dict[str, Any] = {}
     for key, values in form.items():
-        if key in _INBOUND_CONTENT_KEYS or _MEDIA_KEY.fullmatch(key) or not values:
+        if (
+            key in _INBOUND_CONTENT_KEYS
+            or (key.startswith("Media") and _MEDIA_KEY.fullmatch(key))
+            or not values
+        ):
             continue
         properties[key] = values[0] if len(values) == 1 else tuple(values)
     return Message(
