@@ -318,3 +318,54 @@ async def test_healthz(server: Server) -> None:
     ):
         assert response.status == 200
         assert await response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("first_fails", [False, True])
+async def test_a_repeat_during_a_slow_handler_waits_for_its_outcome(
+    emulator: RunningEmulator, first_fails: bool
+) -> None:
+    """Twilio redelivers after its timeout while the first handler still runs."""
+    settings = (
+        ConnectionSettings()
+        .set_parameter("AccountSid", emulator.account_sid)
+        .set_parameter("AuthToken", emulator.auth_token)
+    )
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow_handler(update: StatusUpdate) -> None:
+        calls.append(update.message_id)
+        if len(calls) == 1:
+            await release.wait()
+            if first_fails:
+                raise RuntimeError("database down")
+
+    async with TwilioWhatsAppConnector(
+        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=FakeTwilio()
+    ) as connector:
+        app = create_webhook_app(
+            connector, validator=connector.signature_validator, on_status=slow_handler
+        )
+        runner, url = await _serve(app)
+        server = Server(url, app, Recorder(), emulator.auth_token)
+        form = {"MessageSid": "SM" + "6" * 32, "MessageStatus": "delivered", "To": CUSTOMER}
+        form |= {"AccountSid": emulator.account_sid, "From": BUSINESS}
+        try:
+            first = asyncio.create_task(server.post(PATH + "/status", form))
+            while not calls:
+                await asyncio.sleep(0.01)
+            repeat = asyncio.create_task(server.post(PATH + "/status", form))
+            await asyncio.sleep(0.1)
+            assert not repeat.done()  # waiting, not answered "duplicate" yet
+            release.set()
+            first_status = (await first)[0]
+            repeat_status = (await repeat)[0]
+        finally:
+            await runner.cleanup()
+    if first_fails:
+        assert (first_status, repeat_status) == (500, 200)
+        assert len(calls) == 2  # the repeat was handled: nothing lost
+    else:
+        assert (first_status, repeat_status) == (200, 200)
+        assert len(calls) == 1  # the repeat was a duplicate
+        assert app[STATS].duplicates == 1

@@ -175,25 +175,46 @@ class _Gate:
         return f"{request.scheme}://{request.host}{path}"
 
 
-async def _deliver(
-    dedup: Deduplicator, key: str, stats: WebhookStats, call: Callable[[], Awaitable[None]]
-) -> web.Response:
-    if not dedup.claim(key):
-        stats.duplicates += 1
+class _Deliveries:
+    """Exactly-once hand-off: dedup across deliveries, and waiting on one in flight.
+
+    A repeat that arrives while the first delivery's handler still runs (Twilio
+    retries after its 15 s timeout) waits for that outcome: a success makes it
+    a duplicate, a failure makes it the delivery that gets handled. Answering
+    it "duplicate" at once would lose the event if the first then failed.
+    """
+
+    def __init__(self, dedup: Deduplicator, stats: WebhookStats) -> None:
+        self._dedup = dedup
+        self._stats = stats
+        self._in_flight: dict[str, asyncio.Event] = {}
+
+    async def deliver(self, key: str, call: Callable[[], Awaitable[None]]) -> web.Response:
+        while (pending := self._in_flight.get(key)) is not None:
+            await pending.wait()
+        if not self._dedup.claim(key):
+            self._stats.duplicates += 1
+            return _twiml_ok()
+        done = self._in_flight[key] = asyncio.Event()
+        try:
+            await call()
+        except Exception:
+            self._dedup.release(key)
+            self._stats.handler_errors += 1
+            log.exception("webhook handler failed; the delivery is left for Twilio to retry")
+            return web.Response(
+                status=500,
+                text=json.dumps({"code": "HANDLER_FAILED", "message": "the handler failed"}),
+                content_type="application/json",
+            )
+        except BaseException:  # cancelled mid-handler: not handled, so not a duplicate later
+            self._dedup.release(key)
+            raise
+        finally:
+            del self._in_flight[key]
+            done.set()
+        self._stats.handled += 1
         return _twiml_ok()
-    try:
-        await call()
-    except Exception:
-        dedup.release(key)
-        stats.handler_errors += 1
-        log.exception("webhook handler failed; the delivery is left for Twilio to retry")
-        return web.Response(
-            status=500,
-            text=json.dumps({"code": "HANDLER_FAILED", "message": "the handler failed"}),
-            content_type="application/json",
-        )
-    stats.handled += 1
-    return _twiml_ok()
 
 
 def create_webhook_app(
@@ -229,7 +250,7 @@ def create_webhook_app(
         body_timeout=body_timeout,
         stats=stats,
     )
-    seen: Deduplicator = dedup if dedup is not None else InMemoryDeduplicator()
+    deliveries = _Deliveries(dedup if dedup is not None else InMemoryDeduplicator(), stats)
 
     async def inbound(request: web.Request) -> web.Response:
         try:
@@ -249,7 +270,7 @@ def create_webhook_app(
             if on_message is not None:
                 await on_message(received)
 
-        return await _deliver(seen, key, stats, call)
+        return await deliveries.deliver(key, call)
 
     async def status(request: web.Request) -> web.Response:
         try:
@@ -272,7 +293,7 @@ def create_webhook_app(
             if on_status is not None:
                 await on_status(update)
 
-        return await _deliver(seen, key, stats, call)
+        return await deliveries.deliver(key, call)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -64,7 +64,7 @@ log = logging.getLogger("ratatosk.twilio")
 
 T = TypeVar("T")
 
-#: Loaded by name so this layer never imports aiohttp; see adr/0004.
+#: Loaded by name so this layer never imports aiohttp; see adr/0011.
 DEFAULT_TRANSPORT: Final = "ratatosk.adapters.twilio_http:AiohttpMessagingApi"
 DEFAULT_WINDOWS: Final = "ratatosk.adapters.conversation_window:InMemoryConversationWindows"
 DEFAULT_BATCH_CONCURRENCY: Final = 50

@@ -1,7 +1,7 @@
 """Retry, reconcile and throttle decisions for sending (connector layer, pure).
 
 Twilio's Create Message has no idempotency key, so a blind resend after an
-ambiguous failure can deliver a message twice. The rule (adr/0006):
+ambiguous failure can deliver a message twice. The rule (adr/0005):
 
 * **retry** only when Twilio cannot have created the message: the request
   never left (connect refused, connect timeout), or Twilio said 429 / 503;

@@ -1,0 +1,98 @@
+"""The bounded in-memory stores: webhook dedup, conversation windows, template cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from ratatosk.adapters.conversation_window import InMemoryConversationWindows
+from ratatosk.adapters.dedup import InMemoryDeduplicator
+from ratatosk.adapters.templates import ContentApiTemplateCatalog
+from ratatosk.emulator.app import start_emulator
+from ratatosk.ports import ConversationWindow, Deduplicator
+
+
+class Ticker:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_dedup_claims_once_until_expiry_or_release() -> None:
+    clock = Ticker()
+    seen = InMemoryDeduplicator(ttl=10, monotonic=clock)
+    assert isinstance(seen, Deduplicator)
+    assert seen.claim("a")
+    assert not seen.claim("a")
+    seen.release("a")
+    assert seen.claim("a")
+    clock.now = 9.9
+    assert not seen.claim("a")
+    clock.now = 10.0
+    assert seen.claim("a")  # expired, so a new delivery
+
+
+def test_dedup_is_bounded_oldest_first() -> None:
+    seen = InMemoryDeduplicator(max_entries=3, monotonic=Ticker())
+    for key in "abcd":
+        assert seen.claim(key)
+    assert len(seen) == 3
+    assert seen.claim("a")  # dropped first, so no longer remembered
+    assert not seen.claim("d")
+
+
+def test_dedup_refuses_nonsense_bounds() -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        InMemoryDeduplicator(ttl=0)
+    with pytest.raises(ValueError, match="max_entries"):
+        InMemoryDeduplicator(max_entries=0)
+
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+async def test_windows_keep_the_latest_time_per_pair_and_per_customer() -> None:
+    windows = InMemoryConversationWindows()
+    assert isinstance(windows, ConversationWindow)
+    await windows.record_inbound("c", "b1", T0 + dt.timedelta(hours=2))
+    await windows.record_inbound("c", "b1", T0)  # late, out-of-order webhook
+    await windows.record_inbound("c", "b2", T0 + dt.timedelta(hours=3))
+    assert await windows.last_inbound("c", "b1") == T0 + dt.timedelta(hours=2)
+    assert await windows.last_inbound("c", None) == T0 + dt.timedelta(hours=3)
+    assert await windows.last_inbound("c", "b3") is None
+    with pytest.raises(ValueError, match="timezone"):
+        await windows.record_inbound("c", "b1", dt.datetime(2026, 1, 1))
+
+
+async def test_windows_are_bounded() -> None:
+    windows = InMemoryConversationWindows(max_entries=2)
+    for customer in "xyz":
+        await windows.record_inbound(customer, "b", T0)
+    assert await windows.last_inbound("x", "b") is None
+    assert await windows.last_inbound("z", "b") == T0
+
+
+async def test_content_catalog_caches_for_its_ttl_and_refreshes_misses_rarely() -> None:
+    emulator = await start_emulator()
+    clock = Ticker()
+    try:
+        catalog = ContentApiTemplateCatalog(
+            emulator.account_sid,
+            emulator.auth_token,
+            base_url=emulator.url,
+            ttl_seconds=300,
+            negative_ttl_seconds=10,
+            monotonic=clock,
+        )
+        first = await catalog.find("order_confirmed")
+        assert first is not None
+        emulator.model.add_template("late_arrival", "Your parcel is late.")
+        assert await catalog.find("late_arrival") is None  # cached list, miss within 10 s
+        clock.now = 11
+        assert await catalog.find("late_arrival") is not None  # a miss refreshes after 10 s
+        assert await catalog.find("order_confirmed") == first
+    finally:
+        await emulator.close()
