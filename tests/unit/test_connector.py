@@ -530,3 +530,20 @@ class TestSecrets:
         sent = await connector.send_message(text().build())
         texts = [repr(connector), str(connector.settings), repr(failed), repr(sent), caplog.text]
         assert not any(TOKEN in t for t in texts)
+
+
+@pytest.mark.parametrize(("strict", "refused"), [("false", False), ("true", True)])
+async def test_strict_numbers_also_apply_to_the_default_sender(
+    fake: FakeTwilio, strict: str, refused: bool
+) -> None:
+    """+1555 numbers are possible but not valid: StrictNumbers refuses them at initialize."""
+    connector = TwilioWhatsAppConnector(
+        TwilioChannelSchemas.TWILIO_WHATSAPP,
+        settings(FromNumber=RECIPIENT, StrictNumbers=strict),
+        transport=fake,
+    )
+    result = await connector.initialize()
+    assert (result.error is not None) is refused
+    if result.error is not None:
+        assert result.error.code == TwilioErrorCodes.INVALID_CONNECTION_SETTINGS
+        assert "FromNumber" in result.error.details["fields"]

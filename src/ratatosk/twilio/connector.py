@@ -191,8 +191,10 @@ class TwilioWhatsAppConnector:
     def _check_settings(self) -> ConnectorError | None:
         problems = list(validate_settings(self.schema, self._settings))
         from_number = self._settings.get_string("FromNumber")
-        if from_number is not None and not parse_whatsapp_number(from_number).ok:
-            problems.append(FieldError("FromNumber", "is not whatsapp:+E164"))
+        strict = self._settings.get_bool("StrictNumbers")
+        if from_number is not None and not parse_whatsapp_number(from_number, strict=strict).ok:
+            plan = " valid in its numbering plan" if strict else ""
+            problems.append(FieldError("FromNumber", f"is not a whatsapp:+E164 number{plan}"))
         if not problems:
             return None
         fields = {p.field: p.message for p in problems}
