@@ -1,0 +1,89 @@
+"""The codecs made faster for issue 6 give exactly what the stdlib functions they replace give.
+
+``wire.parse_form`` is ``parse_qs(..., keep_blank_values=True,
+max_num_fields=10_000)``, ``wire.encode_form`` is ``urlencode`` for str
+pairs, message ids are ``uuid4().hex``, and the signature validator agrees
+with ``compute_signature`` for every URL variant (adr/0013).
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import parse_qs, urlencode
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ratatosk.domain.message import _new_id
+from ratatosk.twilio import wire
+from ratatosk.twilio.signature import TwilioSignatureValidator, compute_signature, url_variants
+
+#: Characters that exercise the form grammar: separators, escapes (good and broken), UTF-8.
+_FORM_ALPHABET = st.sampled_from([*"ab=&+% ~-._:/?#é😀\x00", "%2", "%41", "%zz", "%C3%A9", "%F0"])
+forms = st.one_of(st.lists(_FORM_ALPHABET, max_size=30).map("".join), st.text(max_size=40))
+
+
+@given(forms)
+def test_parse_form_is_parse_qs(body: str) -> None:
+    expected = parse_qs(body, keep_blank_values=True, max_num_fields=10_000)
+    assert wire.parse_form(body) == expected
+    assert wire.parse_form(body) == expected  # the second answer comes from the cache
+
+
+def test_parse_form_answers_are_fresh_lists() -> None:
+    first = wire.parse_form("a=1&a=2")
+    first["a"].append("x")
+    first["b"] = ["y"]
+    assert wire.parse_form("a=1&a=2") == {"a": ["1", "2"]}
+
+
+def test_parse_form_keeps_the_field_limit() -> None:
+    assert wire.parse_form("&".join(["a=1"] * 10_000))["a"] == ["1"] * 10_000
+    with pytest.raises(ValueError, match="Max number of fields exceeded"):
+        wire.parse_form("&".join(["a=1"] * 10_001))
+
+
+def test_parse_form_of_a_large_body_is_not_cached_but_equal() -> None:
+    body = "&".join(f"k{i}=v%20{i}" for i in range(9_000))
+    assert len(body) > 64 * 1024
+    assert wire.parse_form(body) == parse_qs(body, keep_blank_values=True)
+
+
+@given(st.lists(st.tuples(st.text(), st.text()), max_size=5))
+def test_encode_form_is_urlencode(pairs: list[tuple[str, str]]) -> None:
+    try:
+        expected = urlencode(pairs)
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            wire.encode_form(pairs)
+        return
+    assert wire.encode_form(pairs) == expected
+
+
+def test_message_ids_are_uuid4_hex() -> None:
+    for _ in range(1_000):
+        text = _new_id()
+        parsed = uuid.UUID(hex=text)
+        assert parsed.hex == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.one_of(st.text(max_size=8), st.lists(st.text(max_size=8), min_size=1, max_size=3)),
+        max_size=6,
+    ),
+    st.sampled_from(
+        ["https://hooks.example.com/wa", "https://h.example.com:443/wa?x=1", "http://h:8080/s"]
+    ),
+)
+def test_validator_agrees_with_compute_signature(
+    params: dict[str, str | list[str]], url: str
+) -> None:
+    validator = TwilioSignatureValidator("token-123")
+    for variant in url_variants(url):
+        assert validator.validate(url, params, compute_signature("token-123", variant, params))
+    assert not validator.validate(url, params, compute_signature("other", url, params))
