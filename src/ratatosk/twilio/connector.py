@@ -365,10 +365,11 @@ class TwilioWhatsAppConnector:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.deadline
         started = self._clock.now()
-        await self._throttle(request, loop.time)
         attempt = 0
         while True:
             attempt += 1
+            # Every attempt is a request Twilio counts, retries included.
+            await self._throttle(request, loop.time)
             failure: ApiError | TransportError
             try:
                 async with self._in_flight, asyncio.timeout_at(deadline):
