@@ -250,10 +250,22 @@ def parse_form(body: str) -> dict[str, list[str]]:
     return form
 
 
+_ESCAPED_SEPARATOR: Final = re.compile(r"%(?:26|3[dD])")
+
+
 def _parse_pairs(body: str) -> tuple[tuple[str, str], ...]:
     """``parse_qsl(body, keep_blank_values=True, max_num_fields=...)`` for a str."""
     if body and body.count("&") + 1 > MAX_FORM_FIELDS:
         raise ValueError("Max number of fields exceeded")
+    if "%" in body and body.isascii() and not _ESCAPED_SEPARATOR.search(body):
+        # No escaped "&" or "=": unescaping the whole body first splits it the same way,
+        # and one unquote() over it equals one per name and value (a separator ends any
+        # UTF-8 sequence, so no character forms across fields). Twilio's bodies are this.
+        text = unquote(body.replace("+", " "))
+        return tuple(
+            (name, value)
+            for name, _, value in (field.partition("=") for field in text.split("&") if field)
+        )
     pairs: list[tuple[str, str]] = []
     for field in body.split("&"):
         if not field:
