@@ -162,6 +162,8 @@ def bench_send(cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             result["rate"] = result["count"] / result["seconds"]
             result["cpu_us"] = result["cpu_seconds"] / result["count"] * 1e6
             result["server_cpu_us"] = result["server_cpu_seconds"] / result["count"] * 1e6
+            result["user_us"] = result["user_seconds"] / result["count"] * 1e6
+            result["system_us"] = result["system_seconds"] / result["count"] * 1e6
             runs[name].append(result)
             print(
                 f"  send {name:13} rep {rep + 1}: {result['rate']:8.0f} msg/s "
@@ -281,6 +283,10 @@ def summarise(
         "hot_path_new_recipient_us": hot["build_validate_encode_new_recipient"],
         "send_rate_msg_per_s": rate,
         "send_cpu_us_per_msg": cpu,
+        "send_cpu_user_us_per_msg": {name: median(runs, "user_us") for name, runs in send.items()},
+        "send_cpu_system_us_per_msg": {
+            name: median(runs, "system_us") for name, runs in send.items()
+        },
         "send_emulator_cpu_us_per_msg": {
             name: median(runs, "server_cpu_us") for name, runs in send.items()
         },
@@ -313,9 +319,16 @@ def print_table(summary: dict[str, Any]) -> None:
     cfg = summary["config"]
     print()
     print(f"Sending ({cfg['count']} messages, median of {cfg['reps']}; sync client: 1 in flight)")
-    print(f"  {'client':14} {'msg/s':>8} {'client CPU µs/msg':>18} {'emulator CPU µs/msg':>20}")
+    user, system = summary["send_cpu_user_us_per_msg"], summary["send_cpu_system_us_per_msg"]
+    print(
+        f"  {'client':14} {'msg/s':>8} {'client CPU µs/msg':>18} {'(user':>7} {'sys)':>5}"
+        f" {'emulator CPU µs/msg':>20}"
+    )
     for name in ("connector", "raw_aiohttp", "twilio_async", "twilio_sync"):
-        print(f"  {name:14} {rate[name]:8.0f} {cpu[name]:18.1f} {server[name]:20.1f}")
+        print(
+            f"  {name:14} {rate[name]:8.0f} {cpu[name]:18.1f} {user[name]:7.0f} {system[name]:5.0f}"
+            f" {server[name]:20.1f}"
+        )
     hooks, hook_cpu = summary["webhook_rate_req_per_s"], summary["webhook_server_cpu_us_per_req"]
     print(f"Webhook ingestion ({cfg['webhook_count']} signed inbound messages, 50 in flight)")
     print(f"  {'server':14} {'req/s':>8} {'server CPU µs/req':>18}")
