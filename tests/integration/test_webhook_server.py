@@ -180,7 +180,7 @@ async def test_repeated_delivery_reaches_the_handler_once(server: Server) -> Non
     assert server.app[STATS].duplicates == 2
 
 
-async def test_emulator_status_callbacks_arrive_signed_and_in_order(
+async def test_emulator_status_callbacks_arrive_signed_and_verified(
     emulator: RunningEmulator,
 ) -> None:
     """The whole loop: send over HTTP, the emulator calls back, the server verifies."""
@@ -212,8 +212,9 @@ async def test_emulator_status_callbacks_arrive_signed_and_in_order(
         finally:
             await runner.cleanup()
     seen = [u.status for u in recorder.statuses if u.message_id == sent.provider_message_id]
-    assert seen[-1] is MessageStatus.READ
-    assert seen == sorted(seen, key=lambda s: s.rank)
+    # Callbacks may arrive out of order (Twilio's do too): the highest rank is what holds.
+    assert max(seen, key=lambda s: s.rank) is MessageStatus.READ
+    assert {MessageStatus.SENT, MessageStatus.DELIVERED} <= set(seen)
     assert app[STATS].refused_signature == 0
 
 
