@@ -40,6 +40,7 @@ OUT = HERE / "out"
 ACCOUNT_SID = "AC" + "5eed" * 8
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 CONCURRENCY = 50
+REPEAT = "connector_200_recipients"
 
 TARGETS: dict[str, tuple[str, float]] = {
     "send_vs_raw_aiohttp": (">=", 0.9),
@@ -166,7 +167,7 @@ def bench_send(cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             result["system_us"] = result["system_seconds"] / result["count"] * 1e6
             runs[name].append(result)
             print(
-                f"  send {name:13} rep {rep + 1}: {result['rate']:8.0f} msg/s "
+                f"  send {name:24} rep {rep + 1}: {result['rate']:8.0f} msg/s "
                 f"{result['cpu_us']:7.1f} µs CPU/msg  failures {result['failures']}",
                 flush=True,
             )
@@ -273,6 +274,9 @@ def summarise(
         "cpu_vs_raw_aiohttp": cpu["connector"] / cpu["raw_aiohttp"],
         "cpu_vs_twilio_async": cpu["connector"] / cpu["twilio_async"],
         "cpu_vs_twilio_sync": cpu["connector"] / cpu["twilio_sync"],
+        # The same connector sending to 200 recurring recipients: numbers validated once.
+        "cpu_vs_raw_aiohttp_200_recipients": cpu[REPEAT] / cpu["raw_aiohttp"],
+        "cpu_vs_twilio_async_200_recipients": cpu[REPEAT] / cpu["twilio_async"],
         "webhook_vs_bare_aiohttp": hook_rate["ratatosk"] / hook_rate["bare_aiohttp"],
         "webhook_cpu_vs_bare_aiohttp": hook_cpu["ratatosk"] / hook_cpu["bare_aiohttp"],
         "rss_growth_mb_100k": memory["bounded"]["growth_mb"] * 100_000 / cfg["memory_count"],
@@ -298,6 +302,19 @@ def summarise(
         "config": {**cfg, "concurrency": CONCURRENCY, "sync_concurrency": 1},
         "machine": machine(),
     }
+    # Contention from other processes only ever adds CPU time: the quietest repetition
+    # of each client is the other fair estimate (reported beside the medians).
+    low = {name: min(run["cpu_us"] for run in runs) for name, runs in send.items()}
+    hook_low = {name: min(run["server_cpu_us"] for run in runs) for name, runs in hooks.items()}
+    summary["best_of_reps"] = {
+        "send_cpu_us_per_msg": low,
+        "webhook_server_cpu_us_per_req": hook_low,
+        "cpu_vs_raw_aiohttp": low["connector"] / low["raw_aiohttp"],
+        "cpu_vs_twilio_async": low["connector"] / low["twilio_async"],
+        "cpu_vs_raw_aiohttp_200_recipients": low[REPEAT] / low["raw_aiohttp"],
+        "cpu_vs_twilio_async_200_recipients": low[REPEAT] / low["twilio_async"],
+        "webhook_cpu_vs_bare_aiohttp": hook_low["ratatosk"] / hook_low["bare_aiohttp"],
+    }
     summary["targets"] = {
         key: {
             "target": f"{op} {limit}",
@@ -321,12 +338,12 @@ def print_table(summary: dict[str, Any]) -> None:
     print(f"Sending ({cfg['count']} messages, median of {cfg['reps']}; sync client: 1 in flight)")
     user, system = summary["send_cpu_user_us_per_msg"], summary["send_cpu_system_us_per_msg"]
     print(
-        f"  {'client':14} {'msg/s':>8} {'client CPU µs/msg':>18} {'(user':>7} {'sys)':>5}"
+        f"  {'client':24} {'msg/s':>8} {'client CPU µs/msg':>18} {'(user':>7} {'sys)':>5}"
         f" {'emulator CPU µs/msg':>20}"
     )
-    for name in ("connector", "raw_aiohttp", "twilio_async", "twilio_sync"):
+    for name in ("connector", "raw_aiohttp", "twilio_async", "twilio_sync", REPEAT):
         print(
-            f"  {name:14} {rate[name]:8.0f} {cpu[name]:18.1f} {user[name]:7.0f} {system[name]:5.0f}"
+            f"  {name:24} {rate[name]:8.0f} {cpu[name]:18.1f} {user[name]:7.0f} {system[name]:5.0f}"
             f" {server[name]:20.1f}"
         )
     hooks, hook_cpu = summary["webhook_rate_req_per_s"], summary["webhook_server_cpu_us_per_req"]
@@ -341,7 +358,7 @@ def print_table(summary: dict[str, Any]) -> None:
     print("Hot path (µs/op)")
     for name, value in summary["hot_path_us_per_op"].items():
         print(f"  {name:38} {value:7.2f}")
-    print("Ratios (targets from issue 6)")
+    print("Ratios (targets from issue 6; medians of the repetitions)")
     for key, value in summary.items():
         if not isinstance(value, float):
             continue
@@ -350,6 +367,10 @@ def print_table(summary: dict[str, Any]) -> None:
         if target is not None:
             verdict = f"target {target['target']:8}  {'met' if target['met'] else 'NOT MET'}"
         print(f"  {key:34} {value:8.3f}  {verdict}")
+    print("CPU ratios from each client's quietest repetition")
+    for key, value in summary["best_of_reps"].items():
+        if isinstance(value, float):
+            print(f"  {key:34} {value:8.3f}")
 
 
 def profile(cfg: dict[str, Any]) -> None:

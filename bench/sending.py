@@ -78,7 +78,10 @@ async def _measure(send: Send, options: dict[str, Any]) -> dict[str, Any]:
 # --- 1. this connector ---------------------------------------------------------------
 
 
-async def connector(url: str, sid: str, token: str, options: dict[str, Any]) -> dict[str, Any]:
+async def connector(
+    url: str, sid: str, token: str, options: dict[str, Any], *, recipients: int | None = None
+) -> dict[str, Any]:
+    """``recipients``: cycle through that many numbers (validated once, then cached)."""
     from ratatosk import ConnectionSettings, MessageBuilder
     from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector
     from ratatosk.twilio.resilience import SendPolicy
@@ -95,13 +98,8 @@ async def connector(url: str, sid: str, token: str, options: dict[str, Any]) -> 
     async with TwilioWhatsAppConnector(schema, settings, send_policy=policy) as client:
 
         async def send(i: int) -> bool:
-            message = (
-                MessageBuilder()
-                .from_phone(SENDER)
-                .to_phone(recipient(i))
-                .with_text(body(i))
-                .build()
-            )
+            to = recipient(i if recipients is None else i % recipients)
+            message = MessageBuilder().from_phone(SENDER).to_phone(to).with_text(body(i)).build()
             result = await client.send_message(message)
             return result.successful
 
@@ -183,8 +181,10 @@ def run_client(
     """One measured run of client ``name`` in this process."""
     if name == "twilio_sync":
         return twilio_sync(url, sid, token, options)
+    if name == "connector_200_recipients":
+        return asyncio.run(connector(url, sid, token, options, recipients=200))
     runners = {"connector": connector, "twilio_async": twilio_async, "raw_aiohttp": raw_aiohttp}
     return asyncio.run(runners[name](url, sid, token, options))
 
 
-CLIENTS = ("connector", "twilio_sync", "twilio_async", "raw_aiohttp")
+CLIENTS = ("connector", "twilio_sync", "twilio_async", "raw_aiohttp", "connector_200_recipients")
