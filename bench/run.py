@@ -57,7 +57,7 @@ def settings() -> dict[str, Any]:
     count = int(os.environ.get("BENCH_COUNT") or (500 if quick else 5000))
     return {
         "quick": quick,
-        "reps": int(os.environ.get("BENCH_REPS") or (1 if quick else 3)),
+        "reps": int(os.environ.get("BENCH_REPS") or (1 if quick else 5)),
         "count": count,
         "sync_count": count,
         "warmup": max(50, count // 10),
