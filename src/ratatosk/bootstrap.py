@@ -13,8 +13,9 @@ from .adapters.clock import SystemClock
 from .adapters.templates import ContentApiTemplateCatalog, StaticTemplateCatalog
 from .adapters.twilio_http import AiohttpMessagingApi
 from .domain.settings import ConnectionSettings
-from .ports import Clock, MessagingApi, TemplateCatalog
+from .ports import Clock, ConversationWindow, MessagingApi, TemplateCatalog
 from .twilio.connector import TwilioWhatsAppConnector
+from .twilio.resilience import SendPolicy
 from .twilio.schema import TwilioChannelSchemas
 
 #: Environment variable -> settings parameter.
@@ -62,6 +63,8 @@ def build_connector(
     transport: MessagingApi | None = None,
     template_catalog: TemplateCatalog | None = None,
     clock: Clock | None = None,
+    send_policy: SendPolicy | None = None,
+    conversation_window: ConversationWindow | None = None,
 ) -> TwilioWhatsAppConnector:
     """A connector with real adapters unless others are given; not yet initialised."""
     resolved = settings_from_env(environ, settings)
@@ -75,4 +78,6 @@ def build_connector(
         template_catalog=template_catalog or template_catalog_for(resolved),
         clock=clock or SystemClock(),
         owns_transport=owns_transport,
+        send_policy=send_policy,
+        conversation_window=conversation_window,
     )
