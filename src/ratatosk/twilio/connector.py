@@ -430,7 +430,7 @@ class TwilioWhatsAppConnector:
             to=request.to,
             from_=request.from_,
             date_sent_after=(started - dt.timedelta(days=1)).date(),
-            page_size=50,
+            page_size=200,  # newest first: a busy recipient still fits in one page
         )
         for _ in range(2):
             try:
