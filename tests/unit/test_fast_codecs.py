@@ -3,18 +3,22 @@
 ``wire.parse_form`` is ``parse_qs(..., keep_blank_values=True,
 max_num_fields=10_000)``, ``wire.encode_form`` is ``urlencode`` for str
 pairs, message ids are ``uuid4().hex``, and the signature validator agrees
-with ``compute_signature`` for every URL variant (adr/0013).
+with ``compute_signature`` for every URL variant (adr/0013); plain E.164
+numbers parsed without ``phonenumbers.parse`` are what it would give (adr/0014).
 """
 
 from __future__ import annotations
 
+import random
 import uuid
 from urllib.parse import parse_qs, urlencode
 
+import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ratatosk.domain.endpoint import _parse_plain_e164
 from ratatosk.domain.message import _new_id
 from ratatosk.twilio import wire
 from ratatosk.twilio.signature import TwilioSignatureValidator, compute_signature, url_variants
@@ -90,3 +94,63 @@ def test_validator_agrees_with_compute_signature(
     for variant in url_variants(url):
         assert validator.validate(url, params, compute_signature("token-123", variant, params))
     assert not validator.validate(url, params, compute_signature("other", url, params))
+
+
+# --- plain E.164 numbers without phonenumbers.parse (adr/0014) -----------------------------
+
+
+def _slow(digits: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def _agrees(digits: str) -> bool:
+    fast = _parse_plain_e164(digits)
+    return fast is None or fast == _slow(digits)
+
+
+def _nationals_for(code: int, rng: random.Random) -> list[str]:
+    """National numbers of every length, random and shaped like each region's own."""
+    room = 15 - len(str(code))
+    nationals = [
+        "".join(rng.choice("0123456789") for _ in range(length))
+        for length in range(1, room + 1)
+        for _ in range(12)
+    ]
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+        prefix = (metadata.national_prefix if metadata else None) or ""
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                national = str(example.national_number)
+                nationals += [national, prefix + national, national[:-1], national + "1"]
+        nationals += [prefix + "".join(rng.choice("0123456789") for _ in range(8))]
+    return [n for n in nationals if n and len(str(code)) + len(n) <= 15]
+
+
+def test_plain_e164_agrees_with_parse_for_every_country_code() -> None:
+    rng = random.Random(6)
+    taken = 0
+    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+        for national in _nationals_for(code, rng):
+            digits = str(code) + national
+            assert _agrees(digits), digits
+            taken += _parse_plain_e164(digits) is not None
+    assert taken > 10_000  # the shortcut is the usual path, not a rare one
+
+
+@pytest.mark.parametrize(
+    "digits", ["15550001234", "447700900123", "4915123456789", "5511987654321", "919876543210"]
+)
+def test_plain_e164_takes_the_shortcut_for_ordinary_mobiles(digits: str) -> None:
+    fast = _parse_plain_e164(digits)
+    assert fast is not None
+    assert fast == _slow(digits)
+
+
+@given(st.text("0123456789", min_size=1, max_size=15))
+def test_plain_e164_agrees_with_parse_on_any_digits(digits: str) -> None:
+    assert _agrees(digits)

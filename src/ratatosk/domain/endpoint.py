@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 
 import attrs
 import phonenumbers
 
 WHATSAPP_PREFIX = "whatsapp:"
+_VISUAL_SEPARATORS = str.maketrans("", "", " -().")
 
 
 class EndpointType(enum.Enum):
@@ -100,13 +102,15 @@ def _parse_cached(text: str, strict: bool) -> ParsedNumber:
         return ParsedNumber(None, NumberProblem.NOT_E164, had_prefix)
     digits = raw[1:]
     # E.164 allows only digits; tolerate the usual visual separators.
-    cleaned = "".join(ch for ch in digits if ch not in " -().")
+    cleaned = digits.translate(_VISUAL_SEPARATORS)
     if not cleaned.isascii() or not cleaned.isdigit() or not 2 <= len(cleaned) <= 15:
         return ParsedNumber(None, NumberProblem.NOT_E164, had_prefix)
-    try:
-        number = phonenumbers.parse("+" + cleaned, None)
-    except phonenumbers.NumberParseException:
-        return ParsedNumber(None, NumberProblem.NOT_E164, had_prefix)
+    number = _parse_plain_e164(cleaned)
+    if number is None:
+        try:
+            number = phonenumbers.parse("+" + cleaned, None)
+        except phonenumbers.NumberParseException:
+            return ParsedNumber(None, NumberProblem.NOT_E164, had_prefix)
     reason = phonenumbers.is_possible_number_with_reason(number)
     if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
         return ParsedNumber(None, NumberProblem.NOT_POSSIBLE, had_prefix)
@@ -118,6 +122,39 @@ def _parse_cached(text: str, strict: bool) -> ParsedNumber:
         # a form that would change again is ambiguous, so refuse it rather than guess.
         return ParsedNumber(None, NumberProblem.NOT_E164, had_prefix)
     return ParsedNumber(WHATSAPP_PREFIX + e164, None, had_prefix)
+
+
+def _parse_plain_e164(digits: str) -> phonenumbers.PhoneNumber | None:
+    """``phonenumbers.parse("+" + digits, None)`` where that is provably the same, else None.
+
+    For plain ASCII digits, ``parse`` only splits off the country calling code
+    (the first 1-3 digits that name one) and may then strip a national prefix;
+    it leaves leading zeros flagged. This does the split itself and hands back
+    every case where anything else could happen: no country code, a national
+    number under two digits or starting with 0, or one that the region's
+    national-prefix pattern matches (parse would consider stripping it). A
+    test compares it with ``parse`` over every country code and region
+    (adr/0014). A never-seen recipient costs about 3 µs instead of 13.
+    """
+    if len(digits) < 4 or digits[0] == "0" or not digits.isdigit() or not digits.isascii():
+        return None
+    for size in (1, 2, 3):
+        code = int(digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[size:]
+    if len(national) < 2 or national[0] == "0":
+        return None
+    region = phonenumbers.region_code_for_country_code(code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+    if metadata is None:
+        return None
+    prefix = metadata.national_prefix_for_parsing
+    if prefix and re.match(prefix, national):
+        return None
+    return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
 
 
 def _is_fixed_point(e164: str) -> bool:
