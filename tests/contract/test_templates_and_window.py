@@ -15,6 +15,7 @@ import pytest
 
 from ratatosk import MessageBuilder, MessageSource, TemplateContent
 from ratatosk.adapters.templates import ContentApiTemplateCatalog
+from ratatosk.emulator.app import start_emulator
 from ratatosk.ports import TemplateCatalog, TemplateLookupError
 from ratatosk.testing import FakeTemplateCatalog
 from ratatosk.twilio import TwilioErrorCodes, TwilioWhatsAppConnector
@@ -133,14 +134,18 @@ async def test_catalog_outage_is_template_lookup_failed(
     assert backend.model.stored_count == 0
 
 
-async def test_http_catalog_with_a_wrong_token_raises_lookup_error(backend: Backend) -> None:
-    if backend.base_url is None:
-        pytest.skip("only the HTTP catalog has credentials to get wrong")
-    wrong = ContentApiTemplateCatalog(
-        backend.model.main_account.sid, "wrong-token-00000000", base_url=backend.base_url
-    )
-    with pytest.raises(TemplateLookupError) as raised:
-        await wrong.list()
+async def test_http_catalog_with_a_wrong_token_raises_lookup_error() -> None:
+    """Only the HTTP catalog holds credentials to get wrong, so this one runs on HTTP alone."""
+    emulator = await start_emulator()
+    try:
+        wrong = ContentApiTemplateCatalog(
+            emulator.account_sid, "wrong-token-00000000", base_url=emulator.url
+        )
+        with pytest.raises(TemplateLookupError) as raised:
+            await wrong.list()
+    finally:
+        await emulator.close()
+    assert "401" in str(raised.value)
     assert "wrong-token" not in str(raised.value)
 
 
