@@ -4,7 +4,8 @@ One run measures, in alternating order with several repetitions each:
 
 * sending through the emulator (its own process, so its CPU is not the
   client's): this connector, the official ``twilio`` client (sync and
-  asyncio) and a bare aiohttp loop, every client in a fresh worker process;
+  asyncio) and a bare aiohttp loop; the asyncio clients interleaved batch by
+  batch in one worker process, the sync client in its own (see sending.py);
 * webhook ingestion: the package's webhook server versus a bare aiohttp
   handler, each in a worker process, under the same load generator;
 * RSS growth over 100,000 sends through ``FakeTwilio``;
@@ -34,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from procs import cpu_seconds, free_port, wait_for_port
+from sending import REPEAT
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 ACCOUNT_SID = "AC" + "5eed" * 8
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 CONCURRENCY = 50
-REPEAT = "connector_200_recipients"
 
 TARGETS: dict[str, tuple[str, float]] = {
     "send_vs_raw_aiohttp": (">=", 0.9),
@@ -60,6 +61,7 @@ def settings() -> dict[str, Any]:
         "reps": int(os.environ.get("BENCH_REPS") or (1 if quick else 5)),
         "count": count,
         "sync_count": count,
+        "batch": 250 if quick else 1000,  # interleaving granularity of the asyncio clients
         "warmup": max(50, count // 10),
         "webhook_count": count,
         "memory_count": 5_000 if quick else 100_000,
@@ -114,10 +116,14 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker(spec: dict[str, Any]) -> None:
     kind = spec["kind"]
-    if kind == "send":
-        from sending import run_client
+    if kind == "send-interleaved":
+        from sending import interleaved
 
-        result = run_client(spec["client"], spec["url"], ACCOUNT_SID, AUTH_TOKEN, spec)
+        result = asyncio.run(interleaved(spec["url"], ACCOUNT_SID, AUTH_TOKEN, spec))
+    elif kind == "send-sync":
+        from sending import twilio_sync
+
+        result = twilio_sync(spec["url"], ACCOUNT_SID, AUTH_TOKEN, spec)
     elif kind == "webhook-server":
         from webhooks import serve
 
@@ -139,38 +145,49 @@ def worker(spec: dict[str, Any]) -> None:
 # --- the benchmarks ----------------------------------------------------------------------
 
 
+def _derive(result: dict[str, Any], rep: int) -> dict[str, Any]:
+    count = result["count"]
+    result["rep"] = rep
+    result["rate"] = count / result["seconds"]
+    result["cpu_us"] = result["cpu_seconds"] / count * 1e6
+    result["server_cpu_us"] = result["server_cpu_seconds"] / count * 1e6
+    result["user_us"] = result["user_seconds"] / count * 1e6
+    result["system_us"] = result["system_seconds"] / count * 1e6
+    return result
+
+
 def bench_send(cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    from sending import CLIENTS
+    """Per repetition: the asyncio clients interleaved in one worker, the sync one alone."""
+    from sending import ASYNC_CLIENTS, CLIENTS
 
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CLIENTS}
+    batch = cfg["batch"]
     for rep in range(cfg["reps"]):
-        order = CLIENTS if rep % 2 == 0 else tuple(reversed(CLIENTS))
-        for name in order:
-            sync = name == "twilio_sync"
-            count = cfg["sync_count"] if sync else cfg["count"]
+        parts = ("async", "sync") if rep % 2 == 0 else ("sync", "async")
+        for part in parts:
             with emulator() as (url, pid):
-                spec = {
-                    "kind": "send",
-                    "client": name,
-                    "url": url,
-                    "server_pid": pid,
-                    "count": count,
-                    "warmup": cfg["warmup"],
-                    "concurrency": 1 if sync else CONCURRENCY,
-                }
-                result = run_worker(spec)
-            result["rep"] = rep
-            result["rate"] = result["count"] / result["seconds"]
-            result["cpu_us"] = result["cpu_seconds"] / result["count"] * 1e6
-            result["server_cpu_us"] = result["server_cpu_seconds"] / result["count"] * 1e6
-            result["user_us"] = result["user_seconds"] / result["count"] * 1e6
-            result["system_us"] = result["system_seconds"] / result["count"] * 1e6
-            runs[name].append(result)
-            print(
-                f"  send {name:24} rep {rep + 1}: {result['rate']:8.0f} msg/s "
-                f"{result['cpu_us']:7.1f} µs CPU/msg  failures {result['failures']}",
-                flush=True,
-            )
+                common = {"url": url, "server_pid": pid, "warmup": cfg["warmup"]}
+                if part == "async":
+                    shift = rep % len(ASYNC_CLIENTS)
+                    spec = {
+                        **common,
+                        "kind": "send-interleaved",
+                        "clients": ASYNC_CLIENTS[shift:] + ASYNC_CLIENTS[:shift],
+                        "batch": batch,
+                        "rounds": max(1, cfg["count"] // batch),
+                        "concurrency": CONCURRENCY,
+                    }
+                    results = run_worker(spec)
+                else:
+                    spec = {**common, "kind": "send-sync", "count": cfg["sync_count"]}
+                    results = {"twilio_sync": run_worker(spec)}
+            for name, result in results.items():
+                runs[name].append(_derive(result, rep))
+                print(
+                    f"  send {name:24} rep {rep + 1}: {result['rate']:8.0f} msg/s "
+                    f"{result['cpu_us']:7.1f} µs CPU/msg  failures {result['failures']}",
+                    flush=True,
+                )
     return runs
 
 
@@ -375,7 +392,7 @@ def print_table(summary: dict[str, Any]) -> None:
 
 def profile(cfg: dict[str, Any]) -> None:
     """Profile the connector's send loop in this process (the emulator in its own)."""
-    from sending import connector
+    from sending import single
 
     OUT.mkdir(exist_ok=True)
     count = cfg["count"]
@@ -388,7 +405,7 @@ def profile(cfg: dict[str, Any]) -> None:
         if Profiler is not None:
             profiler = Profiler(interval=0.0002, async_mode="disabled")
             profiler.start()
-            asyncio.run(connector(url, ACCOUNT_SID, AUTH_TOKEN, options))
+            asyncio.run(single("connector", url, ACCOUNT_SID, AUTH_TOKEN, options))
             profiler.stop()
             text = profiler.output_text(unicode=True, color=False, show_all=False)
             (OUT / "profile_send.txt").write_text(text, encoding="utf-8")
@@ -400,7 +417,7 @@ def profile(cfg: dict[str, Any]) -> None:
 
             profiler_c = cProfile.Profile()
             profiler_c.enable()
-            asyncio.run(connector(url, ACCOUNT_SID, AUTH_TOKEN, options))
+            asyncio.run(single("connector", url, ACCOUNT_SID, AUTH_TOKEN, options))
             profiler_c.disable()
             stream = io.StringIO()
             pstats.Stats(profiler_c, stream=stream).sort_stats("cumulative").print_stats(60)

@@ -1,19 +1,24 @@
-"""The four send clients, each run in a fresh worker process against the emulator.
+"""The send clients, run against the emulator (its own process).
 
 Every client sends the same form for message ``i`` (same recipient, sender
-and body) with the same concurrency pattern: ``concurrency`` coroutines pull
-from one shared iterator, so exactly that many requests are in flight. Only
-the send loop is timed (wall clock and ``time.process_time``); imports,
-session set-up and a short warm-up are not.
+and body). The asyncio clients keep exactly ``concurrency`` requests in
+flight (that many coroutines pull from one iterator) and are measured
+*interleaved* in one worker process: batch after batch, in rotating order,
+each batch timed alone (wall clock, ``time.process_time``, the emulator's
+CPU). On a shared machine the background load drifts; interleaving at batch
+granularity makes every client see the same drift. The synchronous client
+(one request at a time) runs in its own worker process. Imports, session
+set-up and a warm-up are never timed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +26,9 @@ from procs import cpu_seconds
 
 SENDER = "whatsapp:+14155238886"
 WARMUP_OFFSET = 9_000_000  # warm-up recipients never repeat a measured one
+REPEAT = "connector_200_recipients"
+ASYNC_CLIENTS = ("connector", "twilio_async", "raw_aiohttp", REPEAT)
+CLIENTS = ("connector", "twilio_sync", "twilio_async", "raw_aiohttp", REPEAT)
 
 Send = Callable[[int], Awaitable[bool]]
 
@@ -49,39 +57,51 @@ async def _loop(send: Send, start: int, count: int, concurrency: int) -> int:
     return failures
 
 
-def _result(count: int, failures: int, started: tuple[Any, ...], server_pid: int) -> dict[str, Any]:
-    cpu, wall, server, times = started
-    now = os.times()
-    return {
-        "count": count,
-        "seconds": time.perf_counter() - wall,
-        "cpu_seconds": time.process_time() - cpu,
-        "user_seconds": now.user - times.user,
-        "system_seconds": now.system - times.system,
-        "server_cpu_seconds": cpu_seconds(server_pid) - server,
-        "failures": failures,
-    }
+class Meter:
+    """Wall clock, this process's CPU (total, user, system) and the emulator's CPU."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.totals = {
+            "count": 0,
+            "seconds": 0.0,
+            "cpu_seconds": 0.0,
+            "user_seconds": 0.0,
+            "system_seconds": 0.0,
+            "server_cpu_seconds": 0.0,
+            "failures": 0,
+        }
+        self.batch_cpu_us: list[float] = []
+
+    @contextlib.contextmanager
+    def batch(self, count: int) -> Iterator[dict[str, int]]:
+        outcome = {"failures": 0}
+        times, server = os.times(), cpu_seconds(self.server_pid)
+        cpu, wall = time.process_time(), time.perf_counter()
+        yield outcome
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        now = os.times()
+        self.totals["count"] += count
+        self.totals["seconds"] += wall
+        self.totals["cpu_seconds"] += cpu
+        self.totals["user_seconds"] += now.user - times.user
+        self.totals["system_seconds"] += now.system - times.system
+        self.totals["server_cpu_seconds"] += cpu_seconds(self.server_pid) - server
+        self.totals["failures"] += outcome["failures"]
+        self.batch_cpu_us.append(cpu / count * 1e6)
+
+    def result(self) -> dict[str, Any]:
+        return {**self.totals, "batch_cpu_us": self.batch_cpu_us}
 
 
-def _start(server_pid: int) -> tuple[Any, ...]:
-    return time.process_time(), time.perf_counter(), cpu_seconds(server_pid), os.times()
+# --- the clients ------------------------------------------------------------------------
 
 
-async def _measure(send: Send, options: dict[str, Any]) -> dict[str, Any]:
-    count, concurrency = options["count"], options["concurrency"]
-    await _loop(send, WARMUP_OFFSET, options["warmup"], concurrency)
-    started = _start(options["server_pid"])
-    failures = await _loop(send, 0, count, concurrency)
-    return _result(count, failures, started, options["server_pid"])
-
-
-# --- 1. this connector ---------------------------------------------------------------
-
-
+@contextlib.asynccontextmanager
 async def connector(
-    url: str, sid: str, token: str, options: dict[str, Any], *, recipients: int | None = None
-) -> dict[str, Any]:
-    """``recipients``: cycle through that many numbers (validated once, then cached)."""
+    url: str, sid: str, token: str, *, recipients: int | None = None
+) -> AsyncIterator[Send]:
+    """This connector; ``recipients``: cycle through that many numbers (validated once)."""
     from ratatosk import ConnectionSettings, MessageBuilder
     from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector
     from ratatosk.twilio.resilience import SendPolicy
@@ -103,39 +123,18 @@ async def connector(
             result = await client.send_message(message)
             return result.successful
 
-        return await _measure(send, options)
+        yield send
 
 
-# --- 2. the official client, synchronous -----------------------------------------------
-
-
-def twilio_sync(url: str, sid: str, token: str, options: dict[str, Any]) -> dict[str, Any]:
-    from twilio.rest import Client
-
-    client = Client(sid, token)
-    client.api.base_url = url  # Messages live on the api domain; no per-call rewriting
-
-    def send(i: int) -> bool:
-        message = client.messages.create(to=recipient(i), from_=SENDER, body=body(i))
-        return bool(message.sid)
-
-    for i in range(WARMUP_OFFSET, WARMUP_OFFSET + options["warmup"]):
-        send(i)
-    started = _start(options["server_pid"])
-    failures = sum(0 if send(i) else 1 for i in range(options["count"]))
-    return _result(options["count"], failures, started, options["server_pid"])
-
-
-# --- 3. the official client, asyncio ---------------------------------------------------
-
-
-async def twilio_async(url: str, sid: str, token: str, options: dict[str, Any]) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def twilio_async(url: str, sid: str, token: str) -> AsyncIterator[Send]:
+    """The official client with its asyncio HTTP client (``create_async``)."""
     from twilio.http.async_http_client import AsyncTwilioHttpClient
     from twilio.rest import Client
 
     http = AsyncTwilioHttpClient()
     client = Client(sid, token, http_client=http)
-    client.api.base_url = url
+    client.api.base_url = url  # Messages live on the api domain; no per-call rewriting
     try:
 
         async def send(i: int) -> bool:
@@ -144,15 +143,14 @@ async def twilio_async(url: str, sid: str, token: str, options: dict[str, Any]) 
             )
             return bool(message.sid)
 
-        return await _measure(send, options)
+        yield send
     finally:
         await http.close()
 
 
-# --- 4. bare aiohttp: the floor ----------------------------------------------------------
-
-
-async def raw_aiohttp(url: str, sid: str, token: str, options: dict[str, Any]) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def raw_aiohttp(url: str, sid: str, token: str) -> AsyncIterator[Send]:
+    """The floor: a bare aiohttp POST of the same form, Basic auth precomputed."""
     import aiohttp
 
     endpoint = f"{url}/2010-04-01/Accounts/{sid}/Messages.json"
@@ -170,21 +168,70 @@ async def raw_aiohttp(url: str, sid: str, token: str, options: dict[str, Any]) -
                 await response.read()
                 return response.status == 201
 
-        return await _measure(send, options)
+        yield send
     finally:
         await session.close()
 
 
-def run_client(
-    name: str, url: str, sid: str, token: str, options: dict[str, Any]
-) -> dict[str, Any]:
-    """One measured run of client ``name`` in this process."""
-    if name == "twilio_sync":
-        return twilio_sync(url, sid, token, options)
-    if name == "connector_200_recipients":
-        return asyncio.run(connector(url, sid, token, options, recipients=200))
-    runners = {"connector": connector, "twilio_async": twilio_async, "raw_aiohttp": raw_aiohttp}
-    return asyncio.run(runners[name](url, sid, token, options))
+def open_client(
+    name: str, url: str, sid: str, token: str
+) -> contextlib.AbstractAsyncContextManager[Send]:
+    if name == REPEAT:
+        return connector(url, sid, token, recipients=200)
+    opener = {"connector": connector, "twilio_async": twilio_async, "raw_aiohttp": raw_aiohttp}
+    return opener[name](url, sid, token)
 
 
-CLIENTS = ("connector", "twilio_sync", "twilio_async", "raw_aiohttp", "connector_200_recipients")
+# --- runs ---------------------------------------------------------------------------------
+
+
+async def interleaved(
+    url: str, sid: str, token: str, options: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The asyncio clients, ``rounds`` batches each, in rotating order, in this process."""
+    names: list[str] = list(options["clients"])
+    batch, rounds = options["batch"], options["rounds"]
+    concurrency, pid = options["concurrency"], options["server_pid"]
+    meters = {name: Meter(pid) for name in names}
+    async with contextlib.AsyncExitStack() as stack:
+        sends: dict[str, Send] = {}
+        for name in names:
+            sends[name] = await stack.enter_async_context(open_client(name, url, sid, token))
+        for name in names:
+            await _loop(sends[name], WARMUP_OFFSET, options["warmup"], concurrency)
+        for round_ in range(rounds):
+            shift = round_ % len(names)
+            order = names[shift:] + names[:shift]
+            if round_ % 2:
+                order.reverse()
+            for name in order:
+                with meters[name].batch(batch) as outcome:
+                    start = round_ * batch  # every client sends the same messages
+                    outcome["failures"] = await _loop(sends[name], start, batch, concurrency)
+    return {name: meter.result() for name, meter in meters.items()}
+
+
+def twilio_sync(url: str, sid: str, token: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The official client, synchronous (requests), one message at a time."""
+    from twilio.rest import Client
+
+    client = Client(sid, token)
+    client.api.base_url = url
+
+    def send(i: int) -> bool:
+        message = client.messages.create(to=recipient(i), from_=SENDER, body=body(i))
+        return bool(message.sid)
+
+    for i in range(WARMUP_OFFSET, WARMUP_OFFSET + options["warmup"]):
+        send(i)
+    meter = Meter(options["server_pid"])
+    with meter.batch(options["count"]) as outcome:
+        outcome["failures"] = sum(0 if send(i) else 1 for i in range(options["count"]))
+    return meter.result()
+
+
+async def single(name: str, url: str, sid: str, token: str, options: dict[str, Any]) -> None:
+    """One asyncio client alone (for profiling): warm-up, then ``count`` messages."""
+    async with open_client(name, url, sid, token) as send:
+        await _loop(send, WARMUP_OFFSET, options["warmup"], options["concurrency"])
+        await _loop(send, 0, options["count"], options["concurrency"])
