@@ -29,7 +29,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import attrs
 from aiohttp import web
@@ -52,6 +52,7 @@ DEFAULT_MAX_FIELDS: Final = 200
 SIGNATURE_HEADER: Final = "X-Twilio-Signature"
 IDEMPOTENCY_HEADER: Final = "I-Twilio-Idempotency-Token"
 
+E = TypeVar("E", ReceiveResult, StatusUpdate)
 MessageHandler = Callable[[ReceiveResult], Awaitable[None]]
 StatusHandler = Callable[[StatusUpdate], Awaitable[None]]
 
@@ -217,6 +218,17 @@ class _Deliveries:
         return _twiml_ok()
 
 
+def _message_key(received: ReceiveResult) -> str:
+    return "message:" + ",".join(m.id for m in received.messages)
+
+
+def _status_key(update: StatusUpdate) -> str:
+    # Twilio's own status, not the kernel's: two Twilio statuses can map alike
+    # (failed and undelivered) and each is an event of its own.
+    twilio_status = str(update.data.get("twilio_status") or update.status.value)
+    return f"status:{update.message_id}:{twilio_status.strip().lower()}"
+
+
 def create_webhook_app(
     receiver: WebhookReceiver,
     *,
@@ -252,48 +264,32 @@ def create_webhook_app(
     )
     deliveries = _Deliveries(dedup if dedup is not None else InMemoryDeduplicator(), stats)
 
-    async def inbound(request: web.Request) -> web.Response:
-        try:
-            source = await gate.admit(request)
-        except _Refusal as refusal:
-            return refusal.response()
-        decoded = await receiver.receive_messages(source)
-        if decoded.error is not None:
-            stats.bad_request += 1
-            return _Refusal(400, decoded.error.code, decoded.error.message).response()
-        received = decoded.unwrap()
-        key = request.headers.get(IDEMPOTENCY_HEADER) or "message:" + ",".join(
-            m.id for m in received.messages
-        )
+    def route(
+        decode: Callable[[MessageSource], Awaitable[ConnectorResult[E]]],
+        key_of: Callable[[E], str],
+        handler: Callable[[E], Awaitable[None]] | None,
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """One webhook route: gate, decode through the connector, dedup, hand off."""
 
-        async def call() -> None:
-            if on_message is not None:
-                await on_message(received)
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                source = await gate.admit(request)
+            except _Refusal as refusal:
+                return refusal.response()
+            decoded = await decode(source)
+            if decoded.error is not None:
+                stats.bad_request += 1
+                return _Refusal(400, decoded.error.code, decoded.error.message).response()
+            event = decoded.unwrap()
+            key = request.headers.get(IDEMPOTENCY_HEADER) or key_of(event)
 
-        return await deliveries.deliver(key, call)
+            async def call() -> None:
+                if handler is not None:
+                    await handler(event)
 
-    async def status(request: web.Request) -> web.Response:
-        try:
-            source = await gate.admit(request)
-        except _Refusal as refusal:
-            return refusal.response()
-        decoded = await receiver.receive_message_status(source)
-        if decoded.error is not None:
-            stats.bad_request += 1
-            return _Refusal(400, decoded.error.code, decoded.error.message).response()
-        update = decoded.unwrap()
-        # Twilio's own status, not the kernel's: two Twilio statuses can map alike
-        # (failed and undelivered) and each is an event of its own.
-        twilio_status = str(update.data.get("twilio_status") or update.status.value)
-        key = request.headers.get(IDEMPOTENCY_HEADER) or (
-            f"status:{update.message_id}:{twilio_status.strip().lower()}"
-        )
+            return await deliveries.deliver(key, call)
 
-        async def call() -> None:
-            if on_status is not None:
-                await on_status(update)
-
-        return await deliveries.deliver(key, call)
+        return handle
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -301,8 +297,10 @@ def create_webhook_app(
     app = web.Application(client_max_size=max_body_bytes)
     app[STATS] = stats
     prefix = "/" + path_prefix.strip("/")
-    app.router.add_post(prefix, inbound)
-    app.router.add_post(prefix + "/status", status)
+    app.router.add_post(prefix, route(receiver.receive_messages, _message_key, on_message))
+    app.router.add_post(
+        prefix + "/status", route(receiver.receive_message_status, _status_key, on_status)
+    )
     app.router.add_get("/healthz", healthz)
     return app
 
