@@ -29,6 +29,18 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def emulator_url() -> Iterator[str]:
     port = _free_port()
@@ -39,15 +51,7 @@ def emulator_url() -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the emulator did not start") from None
-                time.sleep(0.05)
+        _wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -193,15 +197,7 @@ def test_serve_prints_each_verified_event_as_a_json_line(emulator_url: str) -> N
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert server.poll() is None, "serve exited early"
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.05)
+        _wait_for_port(port, server)
         inject = urllib.request.Request(  # noqa: S310 - our emulator on loopback
             f"{emulator_url}/_emulator/inbound",
             data=json.dumps(
