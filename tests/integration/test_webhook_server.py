@@ -73,6 +73,18 @@ class Server:
             return response.status, response.content_type, await response.text()
 
 
+def _receiver(emulator: RunningEmulator) -> TwilioWhatsAppConnector:
+    """A connector that only receives: the emulator's account, no sending transport."""
+    settings = (
+        ConnectionSettings()
+        .set_parameter("AccountSid", emulator.account_sid)
+        .set_parameter("AuthToken", emulator.auth_token)
+    )
+    return TwilioWhatsAppConnector(
+        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=FakeTwilio()
+    )
+
+
 @pytest.fixture
 async def emulator() -> AsyncIterator[RunningEmulator]:
     running = await start_emulator(step_delay=0.01)
@@ -91,14 +103,7 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 @pytest.fixture
 async def server(emulator: RunningEmulator) -> AsyncIterator[Server]:
-    settings = (
-        ConnectionSettings()
-        .set_parameter("AccountSid", emulator.account_sid)
-        .set_parameter("AuthToken", emulator.auth_token)
-    )
-    connector = TwilioWhatsAppConnector(
-        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=FakeTwilio()
-    )
+    connector = _receiver(emulator)
     (await connector.initialize()).unwrap()
     recorder = Recorder()
     app = create_webhook_app(
@@ -219,14 +224,7 @@ async def test_emulator_status_callbacks_arrive_signed_and_verified(
 
 
 async def test_json_webhook_with_body_sha256(emulator: RunningEmulator) -> None:
-    settings = (
-        ConnectionSettings()
-        .set_parameter("AccountSid", emulator.account_sid)
-        .set_parameter("AuthToken", emulator.auth_token)
-    )
-    connector = TwilioWhatsAppConnector(
-        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=FakeTwilio()
-    )
+    connector = _receiver(emulator)
     recorder = Recorder()
     async with connector:
         app = create_webhook_app(
@@ -260,14 +258,7 @@ async def test_json_webhook_with_body_sha256(emulator: RunningEmulator) -> None:
 
 
 async def test_behind_a_proxy_public_url_and_forwarded_headers(emulator: RunningEmulator) -> None:
-    settings = (
-        ConnectionSettings()
-        .set_parameter("AccountSid", emulator.account_sid)
-        .set_parameter("AuthToken", emulator.auth_token)
-    )
-    connector = TwilioWhatsAppConnector(
-        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=FakeTwilio()
-    )
+    connector = _receiver(emulator)
     form = {
         "MessageSid": "SM" + "5" * 32,
         "MessageStatus": "sent",
@@ -326,11 +317,6 @@ async def test_a_repeat_during_a_slow_handler_waits_for_its_outcome(
     emulator: RunningEmulator, first_fails: bool
 ) -> None:
     """Twilio redelivers after its timeout while the first handler still runs."""
-    settings = (
-        ConnectionSettings()
-        .set_parameter("AccountSid", emulator.account_sid)
-        .set_parameter("AuthToken", emulator.auth_token)
-    )
     release = asyncio.Event()
     calls: list[str] = []
 
@@ -341,9 +327,7 @@ async def test_a_repeat_during_a_slow_handler_waits_for_its_outcome(
             if first_fails:
                 raise RuntimeError("database down")
 
-    async with TwilioWhatsAppConnector(
-        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=FakeTwilio()
-    ) as connector:
+    async with _receiver(emulator) as connector:
         app = create_webhook_app(
             connector, validator=connector.signature_validator, on_status=slow_handler
         )
