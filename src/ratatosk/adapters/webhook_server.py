@@ -120,8 +120,11 @@ class _Gate:
             self.stats.refused_size += 1
             raise _Refusal(413, MessagingErrorCodes.INVALID_WEBHOOK_DATA, "body too large")
         try:
-            async with asyncio.timeout(self.body_timeout):
+            if request.content.is_eof():  # the usual case: the body came with the headers
                 raw = await request.read()
+            else:
+                async with asyncio.timeout(self.body_timeout):
+                    raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             self.stats.refused_size += 1
             raise _Refusal(
