@@ -55,7 +55,11 @@ def emulator_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
-        banner, _ = process.communicate(timeout=10)
+        try:
+            banner, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            banner, _ = process.communicate()
         assert TOKEN not in banner.decode()  # a token from the command line is not echoed
 
 
@@ -214,7 +218,12 @@ def test_serve_prints_each_verified_event_as_a_json_line(emulator_url: str) -> N
             assert json.loads(answer.read())["status"] == 200
     finally:
         server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=15)
+        try:
+            out, err = server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            out, err = server.communicate()
+            raise
     text = out.decode() + err.decode()
     assert TOKEN not in text
     events = [line for line in _json_lines(out.decode()) if line["event"] == "message"]

@@ -45,7 +45,7 @@ async def _serve(args: argparse.Namespace, out: Output) -> int:
         on_status=on_status,
         trust_forwarded=args.trust_forwarded,
     )
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=5.0)  # Ctrl-C should not hang a minute
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
