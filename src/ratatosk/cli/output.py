@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 from typing import Any, TextIO
+
+import attrs
 
 from ..domain.result import ConnectorError, ReceiveResult, StatusUpdate
 
@@ -57,8 +60,20 @@ def message_json(received: ReceiveResult) -> list[dict[str, Any]]:
             "sid": m.id,
             "from": m.sender.address if m.sender else None,
             "to": m.receiver.address if m.receiver else None,
-            "content": repr(m.content),
+            "content": _content_json(m.content),
             "properties": dict(m.properties),
         }
         for m in received.messages
     ]
+
+
+def _content_json(content: object) -> dict[str, Any] | None:
+    """Typed content as plain JSON: its kind, then its fields (parts nested)."""
+    if content is None or not attrs.has(type(content)):
+        return None
+    fields = attrs.asdict(content, recurse=True, value_serializer=_plain)  # type: ignore[arg-type]
+    return {"type": type(content).__name__, **fields}
+
+
+def _plain(_: object, __: object, value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value

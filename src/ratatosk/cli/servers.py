@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 from typing import Any
 
 from aiohttp import web
@@ -54,8 +55,14 @@ async def _serve(args: argparse.Namespace, out: Output) -> int:
         f"webhooks on http://{args.host}:{args.port}{DEFAULT_PREFIX} (public {public_url})",
         url=public_url,
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Explicit handlers: a server started in the background may inherit an ignored SIGINT.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        out.emit("stopped", "stopping: closing connections")
     finally:
         await runner.cleanup()
         await connector.shutdown()
