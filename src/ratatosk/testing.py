@@ -41,6 +41,8 @@ from .ports import (
     MessagePage,
     MessageQuery,
     MessageResource,
+    MessagingApi,
+    TemplateCatalog,
     TemplateInfo,
     TemplateLookupError,
     TransportError,
@@ -387,3 +389,12 @@ __all__ = [
     "message_texts",
     "whatsapp_numbers",
 ]
+
+
+if TYPE_CHECKING:  # mypy proves the fakes satisfy the ports they stand in for
+
+    def _fake_is_a_messaging_api(fake: FakeTwilio) -> MessagingApi:
+        return fake
+
+    def _fake_catalog_is_a_template_catalog(catalog: FakeTemplateCatalog) -> TemplateCatalog:
+        return catalog
