@@ -184,9 +184,16 @@ class FakeTwilio:
         status: int = 400,
         message: str | None = None,
         retry_after: float | None = None,
+        *,
+        after_store: bool = False,
     ) -> None:
-        """The next create answers this Twilio error (calls queue up in order)."""
-        self.model.fail_next(code, status=status, message=message, retry_after=retry_after)
+        """The next create answers this Twilio error (calls queue up in order).
+
+        ``after_store`` creates the message first, as Twilio may before a 5xx.
+        """
+        self.model.fail_next(
+            code, status=status, message=message, retry_after=retry_after, after_store=after_store
+        )
 
     def reset_next(self, *, after_store: bool = False) -> None:
         """The next create raises TransportError; ``after_store`` stores the message first."""

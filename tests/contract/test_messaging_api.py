@@ -258,3 +258,14 @@ async def test_lost_request_before_store_is_reported_unknown_not_resent(backend:
         assert result.error is not None
         assert result.error.code == TwilioErrorCodes.SEND_OUTCOME_UNKNOWN
         assert backend.model.stored_count == 0
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["before-store", "after-store"])
+async def test_a_503_is_retried_only_after_looking(backend: Backend, stored: bool) -> None:
+    """503 is retried, but 5xx are ambiguous: a message Twilio did create is found, not resent."""
+    async with backend.connector() as connector:
+        backend.model.fail_next(20503, status=503, retry_after=0, after_store=stored)
+        message = MessageBuilder().to_phone(RECIPIENT).with_text("once, 503 or not").build()
+        sent = (await connector.send_message(message)).unwrap()
+    assert backend.model.stored_count == 1
+    assert backend.model.message(sent.provider_message_id) is not None

@@ -387,6 +387,15 @@ class TwilioWhatsAppConnector:
             if outcome is Outcome.RECONCILE and self._policy.reconcile:
                 return await self._reconcile(api, request, started, failure, attempt)
             if outcome is Outcome.RETRY and attempt < policy.max_attempts:
+                if (
+                    isinstance(failure, ApiError)
+                    and failure.status >= 500
+                    and self._policy.reconcile
+                ):
+                    # A 503 is retried, but Twilio's 5xx are ambiguous: look before resending.
+                    created = await self._find_created(api, request, started)
+                    if created is not None:
+                        return created
                 hint = failure.retry_after if isinstance(failure, ApiError) else None
                 wait = policy.delay(attempt, hint, self._rng)
                 if loop.time() + wait < deadline:
@@ -426,6 +435,25 @@ class TwilioWhatsAppConnector:
         attempts: int,
     ) -> MessageResource | ConnectorError:
         """After an ambiguous failure, find out whether Twilio created the message."""
+        found = await self._find_created(api, request, started)
+        if found is not None:
+            return found
+        return error(
+            TwilioErrorCodes.SEND_OUTCOME_UNKNOWN,
+            f"Twilio may or may not have accepted the message ({_why(failure)}); it was not "
+            "resent and was not found among the recipient's recent messages; "
+            "check before resending",
+            provider_code=failure.code if isinstance(failure, ApiError) else None,
+            to=request.to,
+            sender=request.from_ or request.messaging_service_sid,
+            attempted_at=started.isoformat(),
+            attempts=attempts,
+        )
+
+    async def _find_created(
+        self, api: MessagingApi, request: CreateMessageRequest, started: dt.datetime
+    ) -> MessageResource | None:
+        """The message Twilio created for ``request`` since ``started``, if it can be seen."""
         query = MessageQuery(
             to=request.to,
             from_=request.from_,
@@ -438,26 +466,15 @@ class TwilioWhatsAppConnector:
             except TransportError:
                 continue
             if isinstance(page, ApiError):
-                break
+                return None
             found = find_sent(
                 request, page.messages, not_before=started, claimed=self._claimed.keys()
             )
             if found is not None:
                 log.info("ambiguous send reconciled: Twilio has %s", found.sid)
                 self._claim(found.sid)
-                return found
-            break
-        return error(
-            TwilioErrorCodes.SEND_OUTCOME_UNKNOWN,
-            f"Twilio may or may not have accepted the message ({_why(failure)}); it was not "
-            "resent and was not found among the recipient's recent messages; "
-            "check before resending",
-            provider_code=failure.code if isinstance(failure, ApiError) else None,
-            to=request.to,
-            sender=request.from_ or request.messaging_service_sid,
-            attempted_at=started.isoformat(),
-            attempts=attempts,
-        )
+            return found
+        return None
 
     def _send_result(self, message: Message, resource: MessageResource) -> SendResult:
         data: dict[str, Any] = {

@@ -182,12 +182,16 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
         account = self._accounts.get(account_sid)
         if account is None:
             return not_found(f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"), None
-        fault: FaultKind | None
+        fault: FaultKind | None = None
+        late_error: ScriptedError | None = None
         if self._script:
             scripted = self._script.popleft()
             if isinstance(scripted, ScriptedError):
-                return scripted.reply(), "scripted"
-            fault = scripted
+                if not scripted.after_store:
+                    return scripted.reply(), "scripted"
+                late_error = scripted
+            else:
+                fault = scripted
         else:
             fault = self.faults.draw(self._rng)
         label = fault.value if fault is not None else None
@@ -200,6 +204,8 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
         if params.content_sid and template is None and self.strict_content:
             return error_reply(21655, "The ContentSid is Invalid."), label
         message = self._store_outbound(account, params, template)
+        if late_error is not None:
+            return late_error.reply(), "scripted-after-store"
         return after_store(fault, self.faults, Reply(status=201, body=message.to_json())), label
 
     def fetch_message(self, account_sid: str, sid: str) -> Reply:
@@ -375,10 +381,22 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
         status: int = 400,
         message: str | None = None,
         retry_after: float | None = None,
+        *,
+        after_store: bool = False,
     ) -> None:
-        """The next create answers this Twilio error (queued after earlier scripts)."""
+        """The next create answers this Twilio error (queued after earlier scripts).
+
+        ``after_store``: the message is created first (when valid), as Twilio
+        may do before a 5xx.
+        """
         self._script.append(
-            ScriptedError(code=code, status=status, message=message, retry_after=retry_after)
+            ScriptedError(
+                code=code,
+                status=status,
+                message=message,
+                retry_after=retry_after,
+                after_store=after_store,
+            )
         )
 
     def reset_next(self, *, after_store: bool = False) -> None:

@@ -58,12 +58,17 @@ SCRIPTED_MESSAGES: Final[Mapping[int, str]] = MappingProxyType(
 
 @attrs.frozen(kw_only=True)
 class ScriptedError:
-    """An error answer scripted with ``fail_next``: nothing is stored."""
+    """An error answer scripted with ``fail_next``; stored first only when ``after_store``.
+
+    ``after_store`` is the ambiguous 5xx: Twilio created the message, then
+    answered an error.
+    """
 
     code: int
     status: int = 400
     message: str | None = None
     retry_after: float | None = None
+    after_store: bool = False
 
     def reply(self) -> Reply:
         text = self.message or SCRIPTED_MESSAGES.get(self.code, f"Twilio error {self.code}")
