@@ -30,7 +30,7 @@ from ratatosk import (
 )
 from ratatosk.adapters.templates import StaticTemplateCatalog
 from ratatosk.domain.schema import Capability
-from ratatosk.ports import TemplateInfo
+from ratatosk.ports import ApiError, CreateMessageRequest, MessageResource, TemplateInfo
 from ratatosk.testing import FakeTwilio
 from ratatosk.twilio import (
     TwilioChannelSchemas,
@@ -547,3 +547,27 @@ async def test_strict_numbers_also_apply_to_the_default_sender(
     if result.error is not None:
         assert result.error.code == TwilioErrorCodes.INVALID_CONNECTION_SETTINGS
         assert "FromNumber" in result.error.details["fields"]
+
+
+class _BrokenOnce(FakeTwilio):
+    """A transport with a bug that only one message triggers."""
+
+    async def create_message(self, request: CreateMessageRequest) -> MessageResource | ApiError:
+        if request.body == "boom":
+            raise RuntimeError("adapter bug")
+        return await super().create_message(request)
+
+
+async def test_an_unexpected_error_fails_only_its_own_message_in_a_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = _BrokenOnce(ACCOUNT, TOKEN)
+    async with make_connector(fake) as connector:
+        messages = [text(body=b).build() for b in ("a", "boom", "c")]
+        results = await connector.send_batch(messages)
+    assert [r.successful for r in results] == [True, False, True]
+    failed = results[1].error
+    assert failed is not None
+    assert failed.code == MessagingErrorCodes.SEND_MESSAGE_FAILED
+    assert failed.details["message_id"] == messages[1].id
+    assert "RuntimeError" in caplog.text

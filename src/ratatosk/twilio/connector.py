@@ -325,6 +325,15 @@ class TwilioWhatsAppConnector:
                     return ConnectorResult.failure(
                         error(TwilioErrorCodes.INVALID_MESSAGE, f"not a sendable message: {exc}")
                     )
+                except Exception as exc:  # a bug in an adapter must not sink the other sends
+                    log.exception("unexpected error sending one message of a batch")
+                    return ConnectorResult.failure(
+                        error(
+                            MessagingErrorCodes.SEND_MESSAGE_FAILED,
+                            f"unexpected {type(exc).__name__} while sending; see the log",
+                            message_id=getattr(message, "id", None),
+                        )
+                    )
 
         return tuple(await asyncio.gather(*(one(m) for m in items)))
 
