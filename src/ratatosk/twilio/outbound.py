@@ -120,29 +120,24 @@ def _plan(schema: ChannelSchema, config: SendConfig, message: Message) -> SendPl
         )
     validity = coerce_int(message.properties.get("ValidityPeriod"))
     caption = message.properties.get("caption")
-    if isinstance(content, TextContent):
+    text = content.text if isinstance(content, TextContent) else None
+    if text is not None:
         if caption is not None:
             return _caption_misuse()
-        body_error = _check_body(content.text, "Body")
+        body_error = _check_body(text, "Body")
         if body_error is not None:
             return body_error
-        # Built in one go (not evolved from the base below): this is every text send.
-        text_request = CreateMessageRequest(
-            to=receiver,
-            from_=from_,
-            messaging_service_sid=service,
-            status_callback=config.status_callback,
-            validity_period=validity,
-            body=content.text,
-        )
-        return SendPlan(request=text_request)
+    # One construction for every kind; a text send (the common one) is then complete.
     base = CreateMessageRequest(
         to=receiver,
         from_=from_,
         messaging_service_sid=service,
         status_callback=config.status_callback,
         validity_period=validity,
+        body=text,
     )
+    if text is not None:
+        return SendPlan(request=base)
     if isinstance(content, MediaContent):
         return _plan_media(base, content, caption)
     assert isinstance(content, TemplateContent)
