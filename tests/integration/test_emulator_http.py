@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -31,29 +30,15 @@ ACCOUNT = "AC" + "4" * 32
 TOKEN = "http-test-token-0011223344556677"
 SENDER = "whatsapp:+14155238886"
 RECIPIENT = "whatsapp:+15550002222"
-CONTRACTS = Path(__file__).resolve().parents[2].parent / "shared" / "contracts"
 MESSAGES = f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
 GUARD = 10.0  # seconds: a hang guard, never a timing assertion
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 
 
-def _load(name: str) -> Any:
-    path = CONTRACTS / name
-    if not path.exists():
-        pytest.skip(f"contract file {path} is missing (shared/ not checked out beside the repo)")
-    from openapi_core import OpenAPI
-
-    # from_dict: the file's JSON has surrogate escapes that the YAML reader rejects.
-    return OpenAPI.from_dict(json.loads(path.read_text(encoding="utf-8")))
-
-
 @pytest.fixture(scope="module")
-def specs() -> dict[str, Any]:
-    return {
-        "api": _load("twilio_api_v2010_messaging.openapi.json"),
-        "content": _load("twilio_content_v1.openapi.json"),
-    }
+def specs(messaging_spec: Any, content_spec: Any) -> dict[str, Any]:
+    return {"api": messaging_spec, "content": content_spec}
 
 
 @pytest.fixture

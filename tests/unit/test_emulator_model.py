@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import random
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -30,7 +29,6 @@ TOKEN = "model-test-token-0123456789abcdef"
 SENDER = "whatsapp:+14155238886"
 RECIPIENT = "whatsapp:+15550002222"
 CALLBACK = "https://hooks.example.com:8443/twilio/status?tenant=acme"
-CONTRACTS = Path(__file__).resolve().parents[2].parent / "shared" / "contracts"
 SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
 
 Form = list[tuple[str, str]]
@@ -67,27 +65,6 @@ def created_sid(reply: Reply) -> str:
     assert reply.status == 201, reply.body
     assert reply.body is not None
     return str(reply.body["sid"])
-
-
-@pytest.fixture(scope="module")
-def messaging_spec() -> Any:
-    path = CONTRACTS / "twilio_api_v2010_messaging.openapi.json"
-    if not path.exists():
-        pytest.skip(f"contract file {path} is missing (shared/ not checked out beside the repo)")
-    from openapi_core import OpenAPI
-
-    # from_dict: the file's JSON has surrogate escapes that the YAML reader rejects.
-    return OpenAPI.from_dict(json.loads(path.read_text(encoding="utf-8")))
-
-
-@pytest.fixture(scope="module")
-def content_spec() -> Any:
-    path = CONTRACTS / "twilio_content_v1.openapi.json"
-    if not path.exists():
-        pytest.skip(f"contract file {path} is missing (shared/ not checked out beside the repo)")
-    from openapi_core import OpenAPI
-
-    return OpenAPI.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def check_contract(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,7 +33,6 @@ TOKEN = "model-test-token-0123456789abcdef"
 SENDER = "whatsapp:+14155238886"
 RECIPIENT = "whatsapp:+15550002222"
 CALLBACK = "https://hooks.example.com:8443/twilio/status?tenant=acme"
-CONTRACTS = Path(__file__).resolve().parents[2].parent / "shared" / "contracts"
 
 
 @pytest.fixture
@@ -383,16 +381,6 @@ class TestFaults:
         """Rates are probabilities that sum to at most 1."""
         with pytest.raises(ValueError, match=r"rate|must"):
             FaultPlan(**rates)
-
-
-@pytest.fixture(scope="module")
-def content_spec() -> Any:
-    path = CONTRACTS / "twilio_content_v1.openapi.json"
-    if not path.exists():
-        pytest.skip(f"contract file {path} is missing (shared/ not checked out beside the repo)")
-    from openapi_core import OpenAPI
-
-    return OpenAPI.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def check_content(spec: Any, path: str, reply: Reply, query: dict[str, str] | None = None) -> None:
