@@ -23,8 +23,7 @@ from ..domain.content import MediaContent, MediaType, TemplateContent
 from ..domain.message import MessageBuilder
 from ..ports import TemplateLookupError
 from ..twilio.connector import TwilioWhatsAppConnector
-from ..twilio.errors import TwilioErrorCodes
-from ..twilio.outbound import error
+from ..twilio.errors import TwilioErrorCodes, error
 from .demo import demo
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, describe_status, status_json
 from .servers import emulator, serve

@@ -53,8 +53,8 @@ from ..ports import (
     TransportError,
 )
 from . import wire
-from .errors import TwilioErrorCodes, map_provider_code
-from .outbound import SendConfig, SendPlan, check_template, error, plan_send
+from .errors import TwilioErrorCodes, error, map_provider_code
+from .outbound import SendConfig, SendPlan, check_template, plan_send
 from .resilience import Outcome, SendPolicy, TokenBucket, classify, find_sent
 from .schema import MESSAGE_SID_PATTERN
 from .signature import TwilioSignatureValidator

@@ -6,9 +6,10 @@ Pure tables, table-tested. The map keeps Twilio's own code as
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
-from ..domain.errors import MessagingErrorCodes
+from ..domain.errors import MessagingErrorCodes, catalog
+from ..domain.result import ConnectorError
 
 
 class TwilioErrorCodes:
@@ -77,3 +78,20 @@ def map_provider_code(code: int | None, http_status: int | None = None) -> str:
     if http_status == 401:
         return _M.INVALID_CREDENTIALS
     return _M.SEND_MESSAGE_FAILED
+
+
+_TWILIO_CODES: Final = catalog(TwilioErrorCodes)
+
+
+def error(
+    code: str, message: str, *, provider_code: int | None = None, **details: Any
+) -> ConnectorError:
+    """The one way to build a coded error: its domain follows from its code.
+
+    A code in :class:`TwilioErrorCodes` belongs to domain ``"Twilio"``, any
+    other to the kernel's, so a caller can never pair a code with the wrong domain.
+    """
+    domain = TwilioErrorCodes.DOMAIN if code in _TWILIO_CODES else MessagingErrorCodes.DOMAIN
+    return ConnectorError(
+        code=code, message=message, domain=domain, provider_code=provider_code, details=details
+    )

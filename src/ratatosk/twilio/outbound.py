@@ -12,13 +12,13 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
 from ..domain.content import ContentType, MediaContent, TemplateContent, TextContent
 from ..domain.endpoint import EndpointType, NumberProblem, parse_whatsapp_number
-from ..domain.errors import MessagingErrorCodes, catalog
+from ..domain.errors import MessagingErrorCodes
 from ..domain.message import Message
 from ..domain.result import ConnectorError
 from ..domain.schema import (
@@ -30,23 +30,12 @@ from ..domain.schema import (
     validate_properties,
 )
 from ..ports import CreateMessageRequest, TemplateInfo
-from .errors import TwilioErrorCodes
+from .errors import TwilioErrorCodes, error
 from .schema import CONTENT_SID_PATTERN, MAX_BODY_LENGTH
 
-_TWILIO_CODES: Final = catalog(TwilioErrorCodes)
 _CONTENT_SID: Final = re.compile(CONTENT_SID_PATTERN)
 _VARIABLE_KEY: Final = re.compile(r"[A-Za-z0-9_]{1,16}")
 MAX_TEMPLATE_VARIABLES: Final = 100
-
-
-def error(
-    code: str, message: str, *, provider_code: int | None = None, **details: Any
-) -> ConnectorError:
-    """A ConnectorError whose domain follows from its code (Twilio's table or the kernel's)."""
-    domain = TwilioErrorCodes.DOMAIN if code in _TWILIO_CODES else MessagingErrorCodes.DOMAIN
-    return ConnectorError(
-        code=code, message=message, domain=domain, provider_code=provider_code, details=details
-    )
 
 
 @attrs.frozen(kw_only=True)

@@ -14,8 +14,8 @@ from typing import Any, Final
 
 from ..domain.result import ConnectorError
 from ..ports import CreateMessageRequest
-from .errors import TwilioErrorCodes
-from .outbound import SendPlan, error
+from .errors import TwilioErrorCodes, error
+from .outbound import SendPlan
 
 WINDOW: Final = dt.timedelta(hours=24)
 
