@@ -1,4 +1,4 @@
-"""Test doubles for users' tests (testing layer): FakeTwilio, signed bodies, strategies, fixture.
+"""FakeTwilio: Twilio's Messages and Content APIs in process, for tests (testing layer).
 
 :class:`FakeTwilio` implements the ``MessagingApi`` port in process over the
 *same* behaviour model the HTTP emulator serves
@@ -6,35 +6,27 @@
 HTTP adapter would, and decodes the model's JSON with the same wire codec, so
 a test that passes against the fake passes against the emulator. Pass it as
 ``transport=`` to ``TwilioWhatsAppConnector``.
-
-Hypothesis and pytest are development dependencies: they are imported only
-inside the strategy functions and when the ``fake_twilio`` fixture is built,
-so importing this module needs neither.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import attrs
-import phonenumbers
 
-from .adapters.clock import ManualClock
-from .emulator.model import (
+from ..adapters.clock import ManualClock
+from ..emulator.model import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
     Location,
     Reply,
     StatusCallback,
     TwilioModel,
-    inbound_form,
 )
-from .ports import (
+from ..ports import (
     AccountResource,
     ApiError,
     CreateMessageRequest,
@@ -47,11 +39,8 @@ from .ports import (
     TemplateLookupError,
     TransportError,
 )
-from .twilio import wire
-from .twilio.signature import compute_signature
-
-if TYPE_CHECKING:
-    from hypothesis.strategies import SearchStrategy
+from ..twilio import wire
+from ..twilio.signature import compute_signature
 
 T = TypeVar("T")
 
@@ -283,121 +272,6 @@ class FakeTemplateCatalog:
         return tuple(i for i in map(wire.decode_template, items) if i is not None)
 
 
-# --- Hypothesis strategies (hypothesis imported lazily) ----------------------------------
-
-
-@functools.cache
-def _example_mobiles() -> tuple[str, ...]:
-    numbers = set()
-    for region in phonenumbers.SUPPORTED_REGIONS:
-        example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
-        if example is not None:
-            numbers.add(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
-    return tuple(sorted(numbers))
-
-
-def whatsapp_numbers() -> SearchStrategy[str]:
-    """Valid ``whatsapp:+E164`` addresses: every region's example mobile, and ``+1555...``."""
-    from hypothesis import strategies as st  # noqa: PLC0415 - a dev dependency, lazily
-
-    documented = st.integers(0, 9_999_999).map(lambda n: f"whatsapp:+1555{n:07d}")
-    examples = st.sampled_from(_example_mobiles()).map(lambda n: "whatsapp:" + n)
-    return st.one_of(documented, examples)
-
-
-def invalid_whatsapp_numbers() -> SearchStrategy[str]:
-    """Near misses no layer accepts: no ``+``, letters, too long, too short, wrong scheme."""
-    from hypothesis import strategies as st  # noqa: PLC0415 - a dev dependency, lazily
-
-    digits = st.text("0123456789", min_size=8, max_size=12)
-    return st.one_of(
-        digits.map(lambda d: "whatsapp:" + d),
-        digits.map(lambda d: "whatsapp:+" + d[:4] + "abc" + d[4:]),
-        st.text("0123456789", min_size=16, max_size=20).map(lambda d: "whatsapp:+" + d),
-        st.text("0123456789", min_size=1, max_size=2).map(lambda d: "whatsapp:+" + d),
-        digits.map(lambda d: "sms:+" + d),
-        st.just(""),
-    )
-
-
-def message_texts(max_size: int = 1600) -> SearchStrategy[str]:
-    """Bodies Twilio accepts: 1..max_size characters, not blank, any Unicode but surrogates."""
-    from hypothesis import strategies as st  # noqa: PLC0415 - a dev dependency, lazily
-
-    alphabet = st.characters(exclude_categories=["Cs"])
-    return st.text(alphabet, min_size=1, max_size=max_size).filter(lambda s: bool(s.strip()))
-
-
-def inbound_forms(account_sid: str = DEFAULT_ACCOUNT_SID) -> SearchStrategy[dict[str, str]]:
-    """Inbound WhatsApp webhook forms as Twilio sends them (text, media, buttons, replies)."""
-    from hypothesis import strategies as st  # noqa: PLC0415 - a dev dependency, lazily
-
-    hex32 = st.integers(0, 2**128 - 1).map(lambda n: f"{n:032x}")
-    media = st.lists(
-        st.tuples(
-            hex32.map(
-                lambda h: f"https://api.twilio.com/2010-04-01/Accounts/{account_sid}/Media/ME{h}"
-            ),
-            st.sampled_from(["image/jpeg", "image/png", "audio/ogg", "application/pdf"]),
-        ),
-        max_size=2,
-    )
-    forms = st.builds(
-        inbound_form,
-        sid=hex32.map(lambda h: "SM" + h),
-        account_sid=st.just(account_sid),
-        from_=whatsapp_numbers(),
-        to=whatsapp_numbers(),
-        body=st.one_of(st.just(""), message_texts(max_size=300)),
-        media=media,
-        button=st.none() | st.tuples(message_texts(20), st.text(min_size=1, max_size=20)),
-        profile_name=st.none() | message_texts(40),
-        reply_to=st.none() | st.tuples(hex32.map(lambda h: "SM" + h), whatsapp_numbers()),
-    )
-    return forms.map(_media_sid)
-
-
-def _media_sid(form: dict[str, str]) -> dict[str, str]:
-    if form["NumMedia"] != "0":
-        sid = "MM" + form["MessageSid"][2:]
-        form.update(MessageSid=sid, SmsSid=sid, SmsMessageSid=sid)
-    return form
-
-
-# --- pytest fixture (pytest imported lazily) ----------------------------------------------
-
-
-def _fake_twilio() -> Iterator[FakeTwilio]:
-    """A fresh FakeTwilio with the default test account, closed afterwards."""
-    fake = FakeTwilio()
-    yield fake
-    fake.closed = True
-
-
-def _as_fixture(function: Callable[[], Iterator[FakeTwilio]], name: str) -> Any:
-    try:
-        pytest = importlib.import_module("pytest")
-    except ImportError:  # pragma: no cover - pytest is always there in a test run
-        return function
-    return cast(Any, pytest.fixture(name=name)(function))
-
-
-#: ``from ratatosk.testing import fake_twilio`` in a conftest gives tests a FakeTwilio.
-fake_twilio = _as_fixture(_fake_twilio, "fake_twilio")
-
-__all__ = [
-    "FakeTemplateCatalog",
-    "FakeTwilio",
-    "ManualClock",
-    "OutboxRecord",
-    "fake_twilio",
-    "inbound_forms",
-    "invalid_whatsapp_numbers",
-    "message_texts",
-    "whatsapp_numbers",
-]
-
-
 if TYPE_CHECKING:  # mypy proves the fakes satisfy the ports they stand in for
 
     def _fake_is_a_messaging_api(fake: FakeTwilio) -> MessagingApi:
@@ -405,3 +279,6 @@ if TYPE_CHECKING:  # mypy proves the fakes satisfy the ports they stand in for
 
     def _fake_catalog_is_a_template_catalog(catalog: FakeTemplateCatalog) -> TemplateCatalog:
         return catalog
+
+
+__all__ = ["FakeTemplateCatalog", "FakeTwilio", "OutboxRecord"]
