@@ -5,20 +5,19 @@ pre-release run (``HYPOTHESIS_PROFILE=thorough make unit``). Tests that want
 more examples than the profile gives by default ask for
 ``max(n, settings().max_examples)``, so ``thorough`` still raises them.
 Fixtures belong in the conftest of the directory that uses them; the only ones
-here are Twilio's OpenAPI contracts, which unit and integration tests both read.
+here are Twilio's OpenAPI contracts (kept in ``tests/contracts/``), which unit
+and integration tests both read.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-CONTRACTS = Path(__file__).resolve().parents[1].parent / "shared" / "contracts"
+from openapi_contracts import CONTENT, MESSAGING, load_contract
 
 settings.register_profile(
     "dev",
@@ -31,22 +30,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def _spec(name: str) -> Any:
-    path = CONTRACTS / name
-    if not path.exists():
-        pytest.skip(f"contract file {path} is missing (shared/ not checked out beside the repo)")
     from openapi_core import OpenAPI
 
     # from_dict: the file's JSON has surrogate escapes that the YAML reader rejects.
-    return OpenAPI.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    return OpenAPI.from_dict(load_contract(name))
 
 
 @pytest.fixture(scope="session")
 def messaging_spec() -> Any:
     """Twilio's REST API v2010 messaging contract, for openapi-core checks."""
-    return _spec("twilio_api_v2010_messaging.openapi.json")
+    return _spec(MESSAGING)
 
 
 @pytest.fixture(scope="session")
 def content_spec() -> Any:
     """Twilio's Content API v1 contract, for openapi-core checks."""
-    return _spec("twilio_content_v1.openapi.json")
+    return _spec(CONTENT)

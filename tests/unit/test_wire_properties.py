@@ -17,7 +17,6 @@ import math
 import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -26,6 +25,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
+from openapi_contracts import MESSAGING, load_contract
 from ratatosk.domain.content import (
     ButtonReplyContent,
     ContentType,
@@ -54,7 +54,6 @@ from ratatosk.twilio.schema import (
     TwilioChannelSchemas,
 )
 
-CONTRACTS = Path(__file__).resolve().parents[2].parent / "shared" / "contracts"
 WHATSAPP = TwilioChannelSchemas.TWILIO_WHATSAPP
 CATALOGS = {
     MessagingErrorCodes.DOMAIN: catalog(MessagingErrorCodes),
@@ -324,29 +323,26 @@ class TestRestDecodersAreTotal:
 
 
 @functools.cache
-def _contract() -> dict[str, Any]:
-    path = CONTRACTS / "twilio_api_v2010_messaging.openapi.json"
-    if not path.exists():
-        pytest.skip(f"contract file {path} is missing (shared/ not checked out beside the repo)")
-    result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return result
-
-
-@functools.cache
 def _message_validator() -> Any:
     from openapi_schema_validator import OAS30Validator
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT4
 
     registry = Registry().with_resource(
-        "urn:twilio-api", Resource.from_contents(_contract(), default_specification=DRAFT4)
+        "urn:twilio-api",
+        Resource.from_contents(load_contract(MESSAGING), default_specification=DRAFT4),
     )
     ref = {"$ref": "urn:twilio-api#/components/schemas/api.v2010.account.message"}
     return OAS30Validator(ref, registry=registry)
 
 
+def _schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = load_contract(MESSAGING)["components"]["schemas"][name]
+    return schema
+
+
 def _enum(name: str) -> list[str]:
-    values: list[str] = _contract()["components"]["schemas"][name]["enum"]
+    values: list[str] = _schema(name)["enum"]
     return values
 
 
@@ -404,8 +400,7 @@ class TestMessageResourceRoundTrip:
     @given(message_documents())
     def test_generator_covers_the_contract(self, doc: dict[str, Any]) -> None:
         """The generated documents name every property the contract's Message has."""
-        properties = _contract()["components"]["schemas"]["api.v2010.account.message"]["properties"]
-        assert set(properties) == set(doc)
+        assert set(_schema("api.v2010.account.message")["properties"]) == set(doc)
 
     @given(message_documents())
     def test_decode_message_keeps_every_field(self, doc: dict[str, Any]) -> None:
