@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-USERS_TESTS = '''
+USERS_TESTS = """
 import base64
 import json
 import urllib.error
@@ -69,7 +69,7 @@ async def test_emulator_from_an_async_test(twilio_emulator):
         sent = await c.send_message(message)
     assert sent.successful, sent.error
     assert twilio_emulator.model.message(sent.value.provider_message_id) is not None
-'''
+"""
 
 
 def run_users_project(tmp_path: Path) -> subprocess.CompletedProcess[str]:

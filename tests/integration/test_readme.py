@@ -1,58 +1,138 @@
-"""The README's examples run as written: sending against the emulator, the FakeTwilio test."""
+"""The README's examples run as written, in a fresh virtual environment, as a newcomer runs them.
+
+The environment gets the package built from this working tree and exactly the
+``pip install`` line of the README section under test (with the package's
+name pointing at that build); the code is the README's own blocks, read from
+README.md at run time. A README that stops working fails here.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
+import shlex
+import shutil
+import subprocess
 import sys
+import tomllib
 from pathlib import Path
-from typing import Any
 
-from ratatosk.emulator.app import start_emulator
+import attrs
+import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+from ratatosk.testing import BackgroundEmulator
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
 
 
-def _block_after(heading: str) -> str:
+def section(heading: str) -> str:
+    """The README's text from ``heading`` to the next heading of the same level or above."""
     text = README.read_text(encoding="utf-8")
-    section = text[text.index(heading) :]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match is not None, f"no python block after {heading!r}"
-    return match.group(1)
+    level = len(heading) - len(heading.lstrip("#"))
+    start = text.index(heading + "\n")
+    ends = [m.start() for m in re.finditer(rf"^#{{1,{level}}} ", text, re.M)]
+    end = min((e for e in ends if e > start), default=len(text))
+    return text[start:end]
 
 
-async def test_sending_example_runs_against_the_emulator(tmp_path: Path) -> None:
-    script = tmp_path / "send.py"
-    script.write_text(_block_after("## Sending"), encoding="utf-8")
-    emulator = await start_emulator()
-    try:
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
-        environ |= {
-            "TWILIO_ACCOUNT_SID": emulator.account_sid,
-            "TWILIO_AUTH_TOKEN": emulator.auth_token,
-            "TWILIO_API_BASE_URL": emulator.url,
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(script),
-            env=environ,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+def blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
+
+
+def pip_install_line(heading: str) -> list[str]:
+    """The arguments of the section's ``pip install`` line; it must name this package."""
+    lines = [
+        line
+        for block in blocks(section(heading), "bash")
+        for line in block.splitlines()
+        if line.startswith("pip install ")
+    ]
+    assert len(lines) == 1, f"{heading!r} shows no single `pip install` line: {lines}"
+    arguments = shlex.split(lines[0])[2:]
+    assert PROJECT in arguments, f"{heading!r} does not install {PROJECT}"
+    return arguments
+
+
+@attrs.frozen
+class FreshEnvironment:
+    """A virtual environment with nothing in it but pip, and a wheel of this working tree."""
+
+    python: Path
+    wheel: Path
+    environ: dict[str, str]
+
+    def install_as(self, heading: str) -> None:
+        arguments = [str(self.wheel) if a == PROJECT else a for a in pip_install_line(heading)]
+        self.run(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", *arguments])
+
+    def run(
+        self, arguments: list[str], cwd: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(self.python), *arguments],
+            cwd=cwd,
+            env=self.environ | env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    finally:
-        await emulator.close()
-    assert process.returncode == 0, err.decode()
-    sid, status = out.decode().split()
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> FreshEnvironment:
+    base = tmp_path_factory.mktemp("fresh")
+    tree = base / "tree"  # a copy, so building never writes into the working tree
+    shutil.copytree(
+        ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tree / name)
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TWILIO_", "PYTHON", "VIRTUAL_ENV", "PYTEST", "RATATOSK_"))
+    }
+    subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True, timeout=300)
+    python = base / "venv" / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+         "--no-deps", "--wheel-dir", str(base / "wheels"), str(tree)],
+        env=environ, check=True, timeout=600, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = (base / "wheels").glob("*.whl")
+    return FreshEnvironment(python, wheel, environ)
+
+
+def test_sending_example_runs_against_the_emulator(fresh: FreshEnvironment, tmp_path: Path) -> None:
+    """The Sending example, with the README's install, sends one message to the emulator."""
+    fresh.install_as("## Sending")
+    (code,) = blocks(section("## Sending"), "python")[:1]
+    (tmp_path / "send.py").write_text(code, encoding="utf-8")
+    with BackgroundEmulator() as emulator:
+        done = fresh.run(
+            ["send.py"],
+            cwd=tmp_path,
+            TWILIO_ACCOUNT_SID=emulator.account_sid,
+            TWILIO_AUTH_TOKEN=emulator.auth_token,
+            TWILIO_API_BASE_URL=emulator.url,
+        )
+        stored = emulator.control(lambda model: model.stored_count)
+    sid, status = done.stdout.split()
     assert re.fullmatch(r"SM[0-9a-f]{32}", sid)
     assert status == "Queued"
-    assert emulator.model.stored_count == 1
+    assert stored == 1
 
 
-async def test_fake_twilio_example_passes_as_a_test() -> None:
-    namespace: dict[str, Any] = {}
-    exec(  # noqa: S102 - our own README
-        compile(_block_after("## Testing your code with FakeTwilio"), "README", "exec"), namespace
-    )
-    await namespace["test_order_confirmation_is_sent"]()
+def test_fake_twilio_example_passes_under_pytest(fresh: FreshEnvironment, tmp_path: Path) -> None:
+    """The FakeTwilio example, with the README's install, passes as a test in a new project."""
+    heading = "## Testing your code with FakeTwilio"
+    fresh.install_as(heading)
+    (code,) = blocks(section(heading), "python")
+    (tmp_path / "test_orders.py").write_text(code, encoding="utf-8")
+    done = fresh.run(["-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=tmp_path)
+    assert "1 passed" in done.stdout
