@@ -354,3 +354,43 @@ async def test_a_repeat_during_a_slow_handler_waits_for_its_outcome(
         assert (first_status, repeat_status) == (200, 200)
         assert len(calls) == 1  # the repeat was a duplicate
         assert app[STATS].duplicates == 1
+
+
+async def test_a_repeat_that_outwaits_the_first_is_told_to_retry_not_duplicate(
+    emulator: RunningEmulator,
+) -> None:
+    """A handler slower than ``in_flight_wait``: the repeat gets 503, never "duplicate, 200"."""
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def stuck_handler(update: StatusUpdate) -> None:
+        calls.append(update.message_id)
+        await release.wait()
+
+    async with _receiver(emulator) as connector:
+        app = create_webhook_app(
+            connector,
+            validator=connector.signature_validator,
+            on_status=stuck_handler,
+            in_flight_wait=0.05,
+        )
+        runner, url = await _serve(app)
+        server = Server(url, app, Recorder(), emulator.auth_token)
+        form = {"MessageSid": "SM" + "7" * 32, "MessageStatus": "delivered", "To": CUSTOMER}
+        form |= {"AccountSid": emulator.account_sid, "From": BUSINESS}
+        try:
+            first = asyncio.create_task(server.post(PATH + "/status", form))
+            while not calls:
+                await asyncio.sleep(0.01)
+            status, content_type, body = await server.post(PATH + "/status", form)
+            release.set()
+            assert (await first)[0] == 200
+            after, _, _ = await server.post(PATH + "/status", form)
+        finally:
+            await runner.cleanup()
+    assert (status, content_type) == (503, "application/json")
+    assert json.loads(body)["code"] == "DELIVERY_IN_FLIGHT"
+    assert after == 200
+    assert calls == ["SM" + "7" * 32]
+    assert app[STATS].in_flight == 1
+    assert app[STATS].duplicates == 1

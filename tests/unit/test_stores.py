@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -10,7 +11,7 @@ from ratatosk.adapters.conversation_window import InMemoryConversationWindows
 from ratatosk.adapters.dedup import InMemoryDeduplicator
 from ratatosk.adapters.templates import ContentApiTemplateCatalog
 from ratatosk.emulator.app import start_emulator
-from ratatosk.ports import ConversationWindow, Deduplicator
+from ratatosk.ports import Claim, ConversationWindow, Deduplicator
 
 
 class Ticker:
@@ -21,32 +22,46 @@ class Ticker:
         return self.now
 
 
-def test_dedup_claims_once_until_expiry_or_release() -> None:
+async def test_dedup_claims_once_until_expiry_or_release() -> None:
     clock = Ticker()
     seen = InMemoryDeduplicator(ttl=10, monotonic=clock)
     assert isinstance(seen, Deduplicator)
-    assert seen.claim("a")
-    assert not seen.claim("a")
-    seen.release("a")
-    assert seen.claim("a")
+    assert await seen.claim("a") is Claim.FIRST
+    assert await seen.claim("a") is Claim.IN_FLIGHT
+    await seen.release("a")
+    assert await seen.claim("a") is Claim.FIRST
+    await seen.complete("a")
     clock.now = 9.9
-    assert not seen.claim("a")
+    assert await seen.claim("a") is Claim.REPEAT
     clock.now = 10.0
-    assert seen.claim("a")  # expired, so a new delivery
+    assert await seen.claim("a") is Claim.FIRST  # expired, so a new delivery
 
 
-def test_dedup_is_bounded_oldest_first() -> None:
+async def test_dedup_is_bounded_oldest_first() -> None:
     seen = InMemoryDeduplicator(max_entries=3, monotonic=Ticker())
     for key in "abcd":
-        assert seen.claim(key)
+        assert await seen.claim(key) is Claim.FIRST
+        await seen.complete(key)
     assert len(seen) == 3
-    assert seen.claim("a")  # dropped first, so no longer remembered
-    assert not seen.claim("d")
+    assert await seen.claim("a") is Claim.FIRST  # dropped first, so no longer remembered
+    assert await seen.claim("d") is Claim.REPEAT
+
+
+async def test_dedup_wakes_a_waiter_on_a_dropped_claim() -> None:
+    """A claim pushed out by the bound stops blocking its waiters at once."""
+    seen = InMemoryDeduplicator(max_entries=1, monotonic=Ticker())
+    assert await seen.claim("a") is Claim.FIRST
+    waiter = asyncio.create_task(seen.claim("a", wait=30.0))
+    await asyncio.sleep(0.01)
+    assert await seen.claim("b") is Claim.FIRST  # drops "a"
+    assert await waiter is Claim.FIRST
 
 
 def test_dedup_refuses_nonsense_bounds() -> None:
     with pytest.raises(ValueError, match="ttl"):
         InMemoryDeduplicator(ttl=0)
+    with pytest.raises(ValueError, match="lease"):
+        InMemoryDeduplicator(lease=0)
     with pytest.raises(ValueError, match="max_entries"):
         InMemoryDeduplicator(max_entries=0)
 

@@ -14,7 +14,9 @@ and nothing is decoded into messages before the signature holds:
 3. form fields over ``max_fields`` -> 413;
 4. ``X-Twilio-Signature`` missing or wrong for the public URL -> 403;
 5. decoding through the connector: a coded failure -> 400 with the code;
-6. deduplication: a repeated delivery -> 200 without calling the handler;
+6. deduplication through the ``Deduplicator`` port: a repeated delivery ->
+   200 without calling the handler; a repeat of one still being handled waits
+   for its outcome, and after ``in_flight_wait`` gets 503 (retry later);
 7. the handler; if it raises, the delivery is forgotten and the answer is
    500, so Twilio's retry is handled instead of lost.
 
@@ -37,7 +39,7 @@ from aiohttp import web
 from ..domain.errors import MessagingErrorCodes
 from ..domain.result import ConnectorResult, ReceiveResult, StatusUpdate
 from ..domain.source import MessageSource, SourceFormat
-from ..ports import Deduplicator, SignatureValidator
+from ..ports import Claim, Deduplicator, SignatureValidator
 from ..twilio.errors import TwilioErrorCodes
 from ..twilio.twiml import TwiML
 from ..twilio.wire import parse_form
@@ -79,6 +81,7 @@ class WebhookStats:
     bad_request: int = 0
     timeouts: int = 0
     handler_errors: int = 0
+    in_flight: int = 0
 
 
 STATS: Final = web.AppKey("ratatosk.webhook_stats", WebhookStats)
@@ -93,9 +96,12 @@ class _Refusal(Exception):
         self.code = code
         self.message = message
 
-    def response(self) -> web.Response:
+    def response(self, *, retry_after: int | None = None) -> web.Response:
         body = json.dumps({"code": self.code, "message": self.message})
-        return web.Response(status=self.status, text=body, content_type="application/json")
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return web.Response(
+            status=self.status, text=body, content_type="application/json", headers=headers
+        )
 
 
 def _twiml_ok() -> web.Response:
@@ -180,43 +186,42 @@ class _Gate:
 
 
 class _Deliveries:
-    """Exactly-once hand-off: dedup across deliveries, and waiting on one in flight.
+    """Exactly-once hand-off through the ``Deduplicator`` port.
 
     A repeat that arrives while the first delivery's handler still runs (Twilio
-    retries after its 15 s timeout) waits for that outcome: a success makes it
-    a duplicate, a failure makes it the delivery that gets handled. Answering
-    it "duplicate" at once would lose the event if the first then failed.
+    retries after its 15 s timeout) waits, inside the port, for that outcome: a
+    success makes it a duplicate, a failure makes it the delivery that gets
+    handled. If the first is still running when ``in_flight_wait`` runs out,
+    the repeat is answered 503 so Twilio tries again later: answering it
+    "duplicate" would lose the event if the first then failed.
     """
 
-    def __init__(self, dedup: Deduplicator, stats: WebhookStats) -> None:
+    def __init__(self, dedup: Deduplicator, stats: WebhookStats, in_flight_wait: float) -> None:
         self._dedup = dedup
         self._stats = stats
-        self._in_flight: dict[str, asyncio.Event] = {}
+        self._wait = in_flight_wait
 
     async def deliver(self, key: str, call: Callable[[], Awaitable[None]]) -> web.Response:
-        while (pending := self._in_flight.get(key)) is not None:
-            await pending.wait()
-        if not self._dedup.claim(key):
+        claim = await self._dedup.claim(key, wait=self._wait)
+        if claim is Claim.REPEAT:
             self._stats.duplicates += 1
             return _twiml_ok()
-        done = self._in_flight[key] = asyncio.Event()
+        if claim is Claim.IN_FLIGHT:
+            self._stats.in_flight += 1
+            return _Refusal(
+                503, "DELIVERY_IN_FLIGHT", "this event is being handled; retry later"
+            ).response(retry_after=int(self._wait) + 1)
         try:
             await call()
         except Exception:
-            self._dedup.release(key)
+            await self._dedup.release(key)
             self._stats.handler_errors += 1
             log.exception("webhook handler failed; the delivery is left for Twilio to retry")
-            return web.Response(
-                status=500,
-                text=json.dumps({"code": "HANDLER_FAILED", "message": "the handler failed"}),
-                content_type="application/json",
-            )
+            return _Refusal(500, "HANDLER_FAILED", "the handler failed").response()
         except BaseException:  # cancelled mid-handler: not handled, so not a duplicate later
-            self._dedup.release(key)
+            await self._dedup.release(key)
             raise
-        finally:
-            del self._in_flight[key]
-            done.set()
+        await self._dedup.complete(key)
         self._stats.handled += 1
         return _twiml_ok()
 
@@ -244,6 +249,7 @@ def create_webhook_app(
     body_timeout: float = 10.0,
     trust_forwarded: bool = False,
     dedup: Deduplicator | None = None,
+    in_flight_wait: float = 10.0,
     path_prefix: str = DEFAULT_PREFIX,
 ) -> web.Application:
     """An aiohttp app that verifies Twilio's webhooks and hands typed events to you.
@@ -253,7 +259,9 @@ def create_webhook_app(
     must match what is configured at Twilio. Without it the request's own Host
     is used, which is right only when nothing rewrites it. ``trust_forwarded``
     takes ``X-Forwarded-Proto``/``-Host`` instead: enable it only behind a proxy
-    that sets them.
+    that sets them. ``dedup`` is the store of deliveries (in memory by default;
+    a shared one when several servers receive), and ``in_flight_wait`` how long
+    a repeat waits for the first delivery's handler before it is answered 503.
     """
     stats = WebhookStats()
     gate = _Gate(
@@ -265,7 +273,9 @@ def create_webhook_app(
         body_timeout=body_timeout,
         stats=stats,
     )
-    deliveries = _Deliveries(dedup if dedup is not None else InMemoryDeduplicator(), stats)
+    deliveries = _Deliveries(
+        dedup if dedup is not None else InMemoryDeduplicator(), stats, in_flight_wait
+    )
 
     def route(
         decode: Callable[[MessageSource], Awaitable[ConnectorResult[E]]],
