@@ -18,7 +18,8 @@ from twilio.request_validator import RequestValidator
 
 from ratatosk import ConnectorError
 from ratatosk.adapters.clock import ManualClock, SystemClock
-from ratatosk.emulator.model import TwilioModel, is_whatsapp_address
+from ratatosk.emulator.app import build_model
+from ratatosk.emulator.model import DEFAULT_ACCOUNT_SID, TwilioModel, is_whatsapp_address
 from ratatosk.ports import (
     AccountResource,
     ApiError,
@@ -164,6 +165,31 @@ class TestPort:
 
     def test_repr_hides_token(self, fake: FakeTwilio) -> None:
         assert TOKEN not in repr(fake)
+
+
+class TestSids:
+    async def test_two_fakes_never_share_a_sid(self) -> None:
+        """Fresh fakes draw their SIDs independently, so their first messages differ."""
+        first, second = FakeTwilio(ACCOUNT, TOKEN), FakeTwilio(ACCOUNT, TOKEN)
+        assert (await created(first)).sid != (await created(second)).sid
+
+    async def test_a_seed_repeats_the_sids(self) -> None:
+        """The same seed gives the same SIDs, in order; another seed gives others."""
+
+        async def sids(seed: int) -> list[str]:
+            fake = FakeTwilio(ACCOUNT, TOKEN, seed=seed)
+            return [(await created(fake)).sid for _ in range(3)]
+
+        assert await sids(1) == await sids(1)
+        assert (await sids(1))[0] != (await sids(2))[0]
+
+    def test_emulator_models_never_share_a_sid(self) -> None:
+        """Two emulators built without a seed (as ``ratatosk emulator`` is) differ too."""
+        form = [("To", RECIPIENT), ("From", SENDER), ("Body", "hi")]
+        first = [build_model().create_message(DEFAULT_ACCOUNT_SID, form) for _ in range(2)]
+        assert all(reply.status == 201 for reply in first)
+        bodies = [reply.body or {} for reply in first]
+        assert bodies[0]["sid"] != bodies[1]["sid"]
 
 
 class TestTime:

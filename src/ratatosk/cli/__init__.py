@@ -89,7 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--step-delay", type=float, default=0.5, help="seconds between statuses")
     for fault in ("429", "500", "503", "reset-before", "reset-after", "slow"):
         emulator.add_argument(f"--fault-{fault}", type=float, default=0.0, metavar="RATE")
-    emulator.add_argument("--seed", type=int, default=0, help="seed for fault injection")
+    emulator.add_argument(
+        "--seed", type=int, help="seed for SIDs and fault injection (default: fresh each run)"
+    )
 
     demo = commands.add_parser("demo", help="the end-to-end demo on the emulator")
     demo.add_argument(

@@ -75,6 +75,13 @@ class FakeTwilio:
     (:meth:`set_status`) and a :class:`ManualClock` that moves statuses along
     (:meth:`advance`). ``model_options`` go to :class:`TwilioModel` (for
     example ``enforce_window=True`` or ``failing_recipients={...}``).
+
+    SIDs come from a random source seeded per instance, so two fakes (or a
+    fake and an emulator) never hand out the same MessageSid: a webhook
+    server that saw one fake's messages would otherwise take another's for
+    repeated deliveries. ``seed=`` makes one fake's SIDs repeatable
+    (``FakeTwilio(seed=1)`` issues the same SIDs in the same order on every
+    run); give different fakes of one test different seeds.
     """
 
     def __init__(
@@ -84,7 +91,7 @@ class FakeTwilio:
         *,
         clock: ManualClock | None = None,
         model: TwilioModel | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         **model_options: Any,
     ) -> None:
         self.account_sid = account_sid

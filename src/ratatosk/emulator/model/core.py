@@ -69,6 +69,8 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
     recipient's last inbound message ends ``undelivered`` with 63016),
     ``strict_content`` (an unknown ContentSid is refused with 21655 instead of
     being sent as an empty body) and ``faults`` (a :class:`FaultPlan`).
+    Without ``rng`` the model seeds its own from the system's randomness, so
+    two models never issue the same SIDs; pass a seeded one to replay a run.
     """
 
     def __init__(
