@@ -221,6 +221,29 @@ class TestFaults:
         assert (status, data["code"], headers["Retry-After"]) == (429, 20429, "3")
         assert emulator.model.stored_count == 0
 
+    async def test_fail_all_until_cleared_and_fail_next_times(
+        self, emulator: RunningEmulator, http: aiohttp.ClientSession, specs: dict[str, Any]
+    ) -> None:
+        """The control API scripts every create (fail_all), n creates (times) and clears them."""
+
+        async def control(path: str, script: dict[str, Any] | None = None) -> int:
+            async with http.post(f"{emulator.url}/_emulator/{path}", json=script or {}) as answer:
+                return answer.status
+
+        async def create() -> int:
+            status, _, _ = await call(http, emulator, specs, "POST", MESSAGES, form=text_form())
+            return status
+
+        assert await control("fail_all", {"code": 20429, "status": 429, "retry_after": 0}) == 200
+        assert [await create() for _ in range(3)] == [429, 429, 429]
+        assert await control("clear_failures") == 200
+        assert await create() == 201
+        assert await control("fail_next", {"code": 20503, "status": 503, "times": 2}) == 200
+        assert [await create() for _ in range(3)] == [503, 503, 201]
+        assert await control("fail_next", {"code": 20503, "times": "2"}) == 400
+        assert await control("fail_all", {"code": 21610, "after_store": "yes"}) == 400
+        assert emulator.model.stored_count == 2
+
     @pytest.mark.parametrize(("after", "stored"), [(False, 0), (True, 1)])
     async def test_reset_drops_connection(
         self, emulator: RunningEmulator, http: aiohttp.ClientSession, after: bool, stored: int

@@ -55,6 +55,11 @@ def test_emulator_from_a_sync_test(twilio_emulator):
     status, body = create(twilio_emulator, To="whatsapp:+15550002222",
                           From="whatsapp:+14155238886", Body="hi")
     assert (status, body["code"]) == (400, 21610)
+    twilio_emulator.fail_all(20429, 429)
+    status, body = create(twilio_emulator, To="whatsapp:+15550002222",
+                          From="whatsapp:+14155238886", Body="hi")
+    assert (status, body["code"]) == (429, 20429)
+    twilio_emulator.clear_failures()
     status, body = create(twilio_emulator, To="whatsapp:+15550002222",
                           From="whatsapp:+14155238886", Body="hi")
     assert status == 201

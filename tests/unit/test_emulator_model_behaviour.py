@@ -309,6 +309,27 @@ class TestFaults:
         send(model)
         assert model.stored_count == 1
 
+    def test_fail_next_times(self, model: TwilioModel) -> None:
+        """fail_next(times=n) answers the error to the next n creates, then creates work."""
+        model.fail_next(20429, status=429, times=3)
+        form = [("To", RECIPIENT), ("From", SENDER), ("Body", "hi")]
+        assert [model.create_message(ACCOUNT, form).status for _ in range(4)] == [429] * 3 + [201]
+        assert [a.fault for a in model.attempts] == ["scripted"] * 3 + [None]
+        with pytest.raises(ValueError, match="at least 1"):
+            model.fail_next(20429, status=429, times=0)
+
+    def test_fail_all_until_cleared(self, model: TwilioModel) -> None:
+        """fail_all fails every create after the queued scripts; clear_failures ends both."""
+        form = [("To", RECIPIENT), ("From", SENDER), ("Body", "hi")]
+        model.fail_all(20429, status=429, retry_after=0)
+        model.fail_next(21610)
+        codes = [(model.create_message(ACCOUNT, form).body or {})["code"] for _ in range(5)]
+        assert codes == [21610] + [20429] * 4
+        model.fail_next(21211)
+        model.clear_failures()
+        assert model.create_message(ACCOUNT, form).status == 201
+        assert model.stored_count == 1
+
     @pytest.mark.parametrize(("after", "stored"), [(False, 0), (True, 1)])
     def test_reset_next(self, model: TwilioModel, after: bool, stored: int) -> None:
         """A scripted reset is a Reply flag; after_store stores the message first."""

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from twilio.request_validator import RequestValidator
 
-from ratatosk import ConnectorError
+from ratatosk import ConnectionSettings, ConnectorError, Message, MessageBuilder
 from ratatosk.adapters.clock import ManualClock, SystemClock
 from ratatosk.emulator.app import build_model
 from ratatosk.emulator.model import DEFAULT_ACCOUNT_SID, TwilioModel, is_whatsapp_address
@@ -39,7 +39,8 @@ from ratatosk.testing import (
     message_texts,
     whatsapp_numbers,
 )
-from ratatosk.twilio import wire
+from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector, wire
+from ratatosk.twilio.resilience import RetryPolicy, SendPolicy
 
 ACCOUNT = "AC" + "3" * 32
 TOKEN = "fake-test-token-00112233445566778"
@@ -190,6 +191,64 @@ class TestSids:
         assert all(reply.status == 201 for reply in first)
         bodies = [reply.body or {} for reply in first]
         assert bodies[0]["sid"] != bodies[1]["sid"]
+
+
+class TestScriptedFailuresMeetRetries:
+    """A connector retries 429 / 20429: how fail_next and fail_all meet that."""
+
+    @staticmethod
+    def connector(fake: FakeTwilio) -> TwilioWhatsAppConnector:
+        settings = (
+            ConnectionSettings()
+            .set_parameter("AccountSid", ACCOUNT)
+            .set_parameter("AuthToken", TOKEN)
+            .set_parameter("FromNumber", SENDER)
+        )
+        policy = SendPolicy(retry=RetryPolicy(max_attempts=3, base_delay=0.001))
+        return TwilioWhatsAppConnector(
+            TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=fake, send_policy=policy
+        )
+
+    @staticmethod
+    def message() -> Message:
+        return MessageBuilder().to_phone(RECIPIENT).with_text("hi").build()
+
+    async def test_one_scripted_throttle_is_absorbed_by_a_retry(self, fake: FakeTwilio) -> None:
+        """fail_next(20429, 429) fails the first attempt only; the retry sends the message."""
+        fake.fail_next(20429, 429, retry_after=0)
+        async with self.connector(fake) as connector:
+            sent = await connector.send_message(self.message())
+        assert sent.successful
+        assert [a.status for a in fake.model.attempts] == [429, 201]
+
+    async def test_fail_all_fails_the_send_retries_included(self, fake: FakeTwilio) -> None:
+        """Inside fail_all every attempt fails; after the block sends go through again."""
+        async with self.connector(fake) as connector:
+            with fake.fail_all(20429, 429, retry_after=0):
+                limited = await connector.send_message(self.message())
+            sent = await connector.send_message(self.message())
+        assert limited.error is not None
+        assert (limited.error.code, limited.error.provider_code) == ("RATE_LIMITED", 20429)
+        assert [a.status for a in fake.model.attempts] == [429, 429, 429, 201]
+        assert sent.successful
+        assert len(fake.outbox) == 1
+
+    async def test_fail_next_times_covers_every_attempt(self, fake: FakeTwilio) -> None:
+        """fail_next(times=n) with n >= the policy's attempts fails one send, not the next."""
+        fake.fail_next(20429, 429, retry_after=0, times=3)
+        async with self.connector(fake) as connector:
+            limited = await connector.send_message(self.message())
+            sent = await connector.send_message(self.message())
+        assert limited.error is not None
+        assert limited.error.code == "RATE_LIMITED"
+        assert sent.successful
+
+    async def test_clear_failures_forgets_queued_ones(self, fake: FakeTwilio) -> None:
+        """clear_failures drops queued fail_next errors as well as fail_all."""
+        fake.fail_all(21610)
+        fake.fail_next(21211, times=2)
+        fake.clear_failures()
+        assert isinstance(await fake.create_message(request()), MessageResource)
 
 
 class TestTime:

@@ -9,7 +9,9 @@ returns the webhook's status and body; ``GET /_emulator/messages`` dumps the
 store; ``GET /_emulator/deliveries`` lists status-callback deliveries;
 ``POST /_emulator/status`` (``sid``, ``status``, ``error_code``) forces a
 status; ``POST /_emulator/fail_next`` (``code``, ``status``, ``message``,
-``retry_after``) scripts the next create's error.
+``retry_after``, ``after_store``, ``times``) scripts the next creates' error,
+``POST /_emulator/fail_all`` (the same but ``times``) makes every create fail
+until ``POST /_emulator/clear_failures``.
 """
 
 from __future__ import annotations
@@ -107,18 +109,44 @@ async def _status(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+def scripted_error(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``fail_next`` / ``fail_all`` from JSON; raises on malformed input."""
+    retry_after = data.get("retry_after")
+    after_store = data.get("after_store", False)
+    if not isinstance(after_store, bool):
+        raise TypeError("'after_store' must be true or false")
+    message = data.get("message")
+    return {
+        "code": int(data["code"]),
+        "status": int(data.get("status", 400)),
+        "message": str(message) if message is not None else None,
+        "retry_after": float(retry_after) if retry_after is not None else None,
+        "after_store": after_store,
+    }
+
+
 async def _fail_next(request: web.Request) -> web.Response:
     try:
         data = await request.json()
-        retry_after = data.get("retry_after")
-        request.app[MODEL_KEY].fail_next(
-            int(data["code"]),
-            status=int(data.get("status", 400)),
-            message=data.get("message"),
-            retry_after=float(retry_after) if retry_after is not None else None,
-        )
+        times = data.get("times", 1)
+        if isinstance(times, bool) or not isinstance(times, int):
+            raise TypeError("'times' must be an integer")
+        request.app[MODEL_KEY].fail_next(**scripted_error(data), times=times)
     except (KeyError, TypeError, ValueError) as exc:
         return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"ok": True})
+
+
+async def _fail_all(request: web.Request) -> web.Response:
+    try:
+        request.app[MODEL_KEY].fail_all(**scripted_error(await request.json()))
+    except (KeyError, TypeError, ValueError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"ok": True})
+
+
+async def _clear_failures(request: web.Request) -> web.Response:
+    request.app[MODEL_KEY].clear_failures()
     return web.json_response({"ok": True})
 
 
@@ -128,6 +156,8 @@ def register_control_routes(app: web.Application) -> None:
     app.router.add_get("/_emulator/deliveries", _deliveries)
     app.router.add_post("/_emulator/status", _status)
     app.router.add_post("/_emulator/fail_next", _fail_next)
+    app.router.add_post("/_emulator/fail_all", _fail_all)
+    app.router.add_post("/_emulator/clear_failures", _clear_failures)
 
 
 __all__ = ["inbound_fields", "register_control_routes"]

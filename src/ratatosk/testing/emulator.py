@@ -75,6 +75,13 @@ class BackgroundEmulator:
         """Script the next create's error, as :meth:`TwilioModel.fail_next` does."""
         self.control(lambda model: model.fail_next(code, status, **options))
 
+    def fail_all(self, code: int, status: int = 400, **options: Any) -> None:
+        """Every create answers this error until :meth:`clear_failures` (retries included)."""
+        self.control(lambda model: model.fail_all(code, status, **options))
+
+    def clear_failures(self) -> None:
+        self.control(lambda model: model.clear_failures())
+
     def set_status(self, sid: str, status: str, error_code: int | None = None) -> None:
         """Force a message's status; its status callback is sent as Twilio would."""
         self.control(lambda model: model.set_status(sid, status, error_code))

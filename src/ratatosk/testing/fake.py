@@ -66,6 +66,19 @@ class OutboxRecord:
     media_urls: tuple[str, ...]
 
 
+class FailureScope:
+    """What :meth:`FakeTwilio.fail_all` returns: leaving a ``with`` block ends the failures."""
+
+    def __init__(self, clear: Callable[[], None]) -> None:
+        self._clear = clear
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._clear()
+
+
 class FakeTwilio:
     """In-memory Twilio for tests: the ``MessagingApi`` port over the shared model.
 
@@ -182,14 +195,47 @@ class FakeTwilio:
         retry_after: float | None = None,
         *,
         after_store: bool = False,
+        times: int = 1,
     ) -> None:
-        """The next create answers this Twilio error (calls queue up in order).
+        """The next ``times`` create calls answer this Twilio error (calls queue up in order).
 
-        ``after_store`` creates the message first, as Twilio may before a 5xx.
+        A connector's retry is a create call too: it retries 429 and 503
+        (20429, 20503), so ``fail_next(20429, 429)`` alone is absorbed by the
+        first retry and the send succeeds. For a send that fails whatever the
+        retries, use :meth:`fail_all`. ``after_store`` creates the message
+        first, as Twilio may before a 5xx.
         """
         self.model.fail_next(
+            code,
+            status=status,
+            message=message,
+            retry_after=retry_after,
+            after_store=after_store,
+            times=times,
+        )
+
+    def fail_all(
+        self,
+        code: int,
+        status: int = 400,
+        message: str | None = None,
+        retry_after: float | None = None,
+        *,
+        after_store: bool = False,
+    ) -> FailureScope:
+        """Every create call answers this Twilio error until :meth:`clear_failures`.
+
+        "This send fails, retries included": ``with fake.fail_all(20429, 429):``
+        clears every scripted failure when the block ends.
+        """
+        self.model.fail_all(
             code, status=status, message=message, retry_after=retry_after, after_store=after_store
         )
+        return FailureScope(self.model.clear_failures)
+
+    def clear_failures(self) -> None:
+        """Forget the :meth:`fail_all` error and every queued :meth:`fail_next` and reset."""
+        self.model.clear_failures()
 
     def reset_next(self, *, after_store: bool = False) -> None:
         """The next create raises TransportError; ``after_store`` stores the message first."""
@@ -288,4 +334,4 @@ if TYPE_CHECKING:  # mypy proves the fakes satisfy the ports they stand in for
         return catalog
 
 
-__all__ = ["FakeTemplateCatalog", "FakeTwilio", "OutboxRecord"]
+__all__ = ["FailureScope", "FakeTemplateCatalog", "FakeTwilio", "OutboxRecord"]

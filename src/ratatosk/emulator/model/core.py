@@ -108,6 +108,7 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
         self._heap: list[tuple[dt.datetime, int, str]] = []
         self._callbacks: deque[StatusCallback] = deque()
         self._script: deque[ScriptedError | FaultKind] = deque()
+        self._failing: ScriptedError | None = None
         self._attempts: deque[CreateAttempt] = deque(maxlen=MAX_ATTEMPTS)
         self._last_inbound: dict[tuple[str, str], dt.datetime] = {}
         self._templates: dict[str, ContentTemplate] = {}
@@ -186,8 +187,12 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
             return not_found(f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"), None
         fault: FaultKind | None = None
         late_error: ScriptedError | None = None
+        scripted: ScriptedError | FaultKind | None = None
         if self._script:
             scripted = self._script.popleft()
+        elif self._failing is not None:
+            scripted = self._failing
+        if scripted is not None:
             if isinstance(scripted, ScriptedError):
                 if not scripted.after_store:
                     return scripted.reply(), "scripted"
@@ -385,21 +390,53 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
         retry_after: float | None = None,
         *,
         after_store: bool = False,
+        times: int = 1,
     ) -> None:
-        """The next create answers this Twilio error (queued after earlier scripts).
+        """The next ``times`` creates answer this Twilio error (queued after earlier scripts).
 
+        Each create call takes one, and a client's retry is a create call:
+        a retried error (429, 503) scripted once is absorbed by the retry.
         ``after_store``: the message is created first (when valid), as Twilio
         may do before a 5xx.
         """
-        self._script.append(
-            ScriptedError(
-                code=code,
-                status=status,
-                message=message,
-                retry_after=retry_after,
-                after_store=after_store,
-            )
+        if times < 1:
+            raise ValueError(f"times must be at least 1, not {times!r}")
+        error = ScriptedError(
+            code=code,
+            status=status,
+            message=message,
+            retry_after=retry_after,
+            after_store=after_store,
         )
+        self._script.extend([error] * times)
+
+    def fail_all(
+        self,
+        code: int,
+        status: int = 400,
+        message: str | None = None,
+        retry_after: float | None = None,
+        *,
+        after_store: bool = False,
+    ) -> None:
+        """Every create answers this Twilio error until :meth:`clear_failures`.
+
+        For "this send fails, retries included", whatever the client's retry
+        policy; creates scripted with :meth:`fail_next` or :meth:`reset_next`
+        still come first.
+        """
+        self._failing = ScriptedError(
+            code=code,
+            status=status,
+            message=message,
+            retry_after=retry_after,
+            after_store=after_store,
+        )
+
+    def clear_failures(self) -> None:
+        """Forget every scripted failure: the :meth:`fail_all` error and the queued ones."""
+        self._failing = None
+        self._script.clear()
 
     def reset_next(self, *, after_store: bool = False) -> None:
         """The next create drops the connection, storing the message first if asked."""
