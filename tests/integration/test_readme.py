@@ -111,7 +111,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> FreshEnvironment:
 def test_sending_example_runs_against_the_emulator(fresh: FreshEnvironment, tmp_path: Path) -> None:
     """The Sending example, with the README's install, sends one message to the emulator."""
     fresh.install_as("## Sending")
-    (code,) = blocks(section("## Sending"), "python")[:1]
+    code = blocks(section("## Sending"), "python")[0]
     (tmp_path / "send.py").write_text(code, encoding="utf-8")
     with BackgroundEmulator() as emulator:
         done = fresh.run(
@@ -132,7 +132,7 @@ def test_fake_twilio_example_passes_under_pytest(fresh: FreshEnvironment, tmp_pa
     """The FakeTwilio example, with the README's install, passes as a test in a new project."""
     heading = "## Testing your code with FakeTwilio"
     fresh.install_as(heading)
-    (code,) = blocks(section(heading), "python")
+    code = blocks(section(heading), "python")[0]  # the test; later blocks are fragments
     (tmp_path / "test_orders.py").write_text(code, encoding="utf-8")
     done = fresh.run(["-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=tmp_path)
     assert "1 passed" in done.stdout
