@@ -14,9 +14,12 @@ and nothing is decoded into messages before the signature holds:
 3. form fields over ``max_fields`` -> 413;
 4. ``X-Twilio-Signature`` missing or wrong for the public URL -> 403;
 5. decoding through the connector: a coded failure -> 400 with the code;
-6. deduplication through the ``Deduplicator`` port: a repeated delivery ->
-   200 without calling the handler; a repeat of one still being handled waits
-   for its outcome, and after ``in_flight_wait`` gets 503 (retry later);
+6. deduplication through the ``Deduplicator`` port, on the event's own key
+   (MessageSid; for a status callback plus Twilio's status and error code)
+   and on ``I-Twilio-Idempotency-Token`` when sent, each in its own namespace:
+   either one seen before -> 200 without calling the handler; a repeat of one
+   still being handled waits for its outcome, and after ``in_flight_wait``
+   gets 503 (retry later);
 7. the handler; if it raises, the delivery is forgotten and the answer is
    500, so Twilio's retry is handled instead of lost.
 
@@ -28,9 +31,10 @@ the body or anything secret.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol, TypeVar
 
 import attrs
@@ -201,29 +205,72 @@ class _Deliveries:
         self._stats = stats
         self._wait = in_flight_wait
 
-    async def deliver(self, key: str, call: Callable[[], Awaitable[None]]) -> web.Response:
-        claim = await self._dedup.claim(key, wait=self._wait)
-        if claim is Claim.REPEAT:
-            self._stats.duplicates += 1
-            return _twiml_ok()
-        if claim is Claim.IN_FLIGHT:
-            self._stats.in_flight += 1
-            return _Refusal(
-                503, "DELIVERY_IN_FLIGHT", "this event is being handled; retry later"
-            ).response(retry_after=int(self._wait) + 1)
+    async def deliver(
+        self, keys: Sequence[str], call: Callable[[], Awaitable[None]]
+    ) -> web.Response:
+        """Claim every key, run ``call`` once, and settle the keys by its outcome.
+
+        Any key already handled makes the delivery a repeat; the keys claimed
+        before it are released, so they stay free for the event itself.
+        """
+        held: list[str] = []
+        try:
+            for key in keys:
+                claim = await self._dedup.claim(key, wait=self._wait)
+                if claim is not Claim.FIRST:
+                    await self._release(held)
+                    return self._not_first(claim)
+                held.append(key)
+        except BaseException:  # the store failed, or the request was cancelled
+            await self._release(held)
+            raise
         try:
             await call()
         except Exception:
-            await self._dedup.release(key)
+            await self._release(held)
             self._stats.handler_errors += 1
             log.exception("webhook handler failed; the delivery is left for Twilio to retry")
             return _Refusal(500, "HANDLER_FAILED", "the handler failed").response()
         except BaseException:  # cancelled mid-handler: not handled, so not a duplicate later
-            await self._dedup.release(key)
+            await self._release(held)
             raise
-        await self._dedup.complete(key)
+        for key in held:
+            await self._dedup.complete(key)
         self._stats.handled += 1
         return _twiml_ok()
+
+    def _not_first(self, claim: Claim) -> web.Response:
+        if claim is Claim.REPEAT:
+            self._stats.duplicates += 1
+            return _twiml_ok()
+        self._stats.in_flight += 1
+        return _Refusal(
+            503, "DELIVERY_IN_FLIGHT", "this event is being handled; retry later"
+        ).response(retry_after=int(self._wait) + 1)
+
+    async def _release(self, keys: Sequence[str]) -> None:
+        for key in reversed(keys):
+            await self._dedup.release(key)
+
+
+#: Tokens are the sender's choice and unsigned: long ones are stored as a digest.
+_MAX_TOKEN_KEY: Final = 128
+
+
+def _delivery_keys(event_key: str, token: str | None) -> tuple[str, ...]:
+    """The event's own key, always; the idempotency token too, in a namespace of its own.
+
+    The token header is not covered by the signature, so it can only add a
+    way to recognise a repeat, never replace the event's key: otherwise a
+    replay with a fresh token would be handled again, and a token chosen to
+    equal a later event's key would swallow that event.
+    """
+    keys = ["event:" + event_key]
+    if token:
+        if len(token) > _MAX_TOKEN_KEY:
+            token = "sha256:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+        keys.append("token:" + token)
+    return tuple(keys)
 
 
 def _message_key(received: ReceiveResult) -> str:
@@ -232,9 +279,11 @@ def _message_key(received: ReceiveResult) -> str:
 
 def _status_key(update: StatusUpdate) -> str:
     # Twilio's own status, not the kernel's: two Twilio statuses can map alike
-    # (failed and undelivered) and each is an event of its own.
+    # (failed and undelivered) and each is an event of its own; so is one
+    # status reported again with another error code.
     twilio_status = str(update.data.get("twilio_status") or update.status.value)
-    return f"status:{update.message_id}:{twilio_status.strip().lower()}"
+    error_code = "" if update.error_code is None else str(update.error_code)
+    return f"status:{update.message_id}:{twilio_status.strip().lower()}:{error_code}"
 
 
 def create_webhook_app(
@@ -294,13 +343,13 @@ def create_webhook_app(
                 stats.bad_request += 1
                 return _Refusal(400, decoded.error.code, decoded.error.message).response()
             event = decoded.unwrap()
-            key = request.headers.get(IDEMPOTENCY_HEADER) or key_of(event)
+            keys = _delivery_keys(key_of(event), request.headers.get(IDEMPOTENCY_HEADER))
 
             async def call() -> None:
                 if handler is not None:
                     await handler(event)
 
-            return await deliveries.deliver(key, call)
+            return await deliveries.deliver(keys, call)
 
         return handle
 

@@ -1,0 +1,198 @@
+"""Issue 16's findings against the real webhook server on loopback, each now refused.
+
+Every case here is an attack (or an accident) that got through before: it is
+replayed with real HTTP against ``create_webhook_app`` served by aiohttp, and
+the test checks what the handler saw. ``docs/reliability.md`` lists the
+findings with what the server does now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+from resilience_support import serve_app
+
+from ratatosk import ConnectionSettings, ReceiveResult, StatusUpdate
+from ratatosk.adapters.webhook_server import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    STATS,
+    create_webhook_app,
+)
+from ratatosk.emulator.model import inbound_form, status_callback_params
+from ratatosk.testing import FakeTwilio
+from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector, TwiML
+from ratatosk.twilio.signature import compute_signature
+
+ACCOUNT = "AC" + "16" * 16
+TOKEN = "hardening-token-16161616161616"
+PUBLIC = "https://hooks.example.com"
+PATH = "/webhooks/twilio/whatsapp"
+STATUS_PATH = PATH + "/status"
+CUSTOMER = "whatsapp:+15551234567"
+BUSINESS = "whatsapp:+14155238886"
+FORM = "application/x-www-form-urlencoded"
+SID = "SM" + "ab" * 16
+
+
+class Hooks:
+    """A running server, what its handlers saw, and a client that signs like Twilio."""
+
+    def __init__(self) -> None:
+        self.messages: list[ReceiveResult] = []
+        self.statuses: list[StatusUpdate] = []
+        self.url = ""
+        self.app: web.Application | None = None
+
+    async def on_message(self, received: ReceiveResult) -> None:
+        self.messages.append(received)
+
+    async def on_status(self, update: StatusUpdate) -> None:
+        self.statuses.append(update)
+
+    @property
+    def stats(self) -> Any:
+        assert self.app is not None
+        return self.app[STATS]
+
+    async def post(
+        self,
+        path: str,
+        pairs: list[tuple[str, str]] | dict[str, str],
+        *,
+        token: str | None = None,
+        signature: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """POST a form signed for ``PUBLIC + path`` (or with the given signature)."""
+        items = list(pairs.items()) if isinstance(pairs, dict) else pairs
+        params: dict[str, list[str]] = {}
+        for name, value in items:
+            params.setdefault(name, []).append(value)
+        sent = {
+            "Content-Type": FORM,
+            SIGNATURE_HEADER: signature or compute_signature(TOKEN, PUBLIC + path, params),
+            **(headers or {}),
+        }
+        if token is not None:
+            sent[IDEMPOTENCY_HEADER] = token
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url + path, data=urlencode(items), headers=sent) as response,
+        ):
+            return response.status, await response.text()
+
+
+@pytest.fixture
+async def hooks() -> AsyncIterator[Hooks]:
+    settings = (
+        ConnectionSettings().set_parameter("AccountSid", ACCOUNT).set_parameter("AuthToken", TOKEN)
+    )
+    connector = TwilioWhatsAppConnector(
+        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=FakeTwilio(ACCOUNT, TOKEN)
+    )
+    (await connector.initialize()).unwrap()
+    server = Hooks()
+    server.app = create_webhook_app(
+        connector,
+        validator=connector.signature_validator,
+        public_url=PUBLIC,
+        on_message=server.on_message,
+        on_status=server.on_status,
+    )
+    runner, server.url = await serve_app(server.app)
+    yield server
+    await runner.cleanup()
+    await connector.shutdown()
+
+
+def inbound(sid: str = SID, **overrides: str) -> dict[str, str]:
+    form = inbound_form(sid=sid, account_sid=ACCOUNT, from_=CUSTOMER, to=BUSINESS, body="hi")
+    return form | overrides
+
+
+def status(sid: str = SID, value: str = "delivered", **overrides: str) -> dict[str, str]:
+    form = status_callback_params(
+        sid=sid,
+        account_sid=ACCOUNT,
+        from_=BUSINESS,
+        to=CUSTOMER,
+        status=value,
+        channel_install_sid="XE" + "0" * 32,
+    )
+    return form | overrides
+
+
+# --- 1. deduplication cannot be replayed past or pre-claimed ---------------------------------
+
+
+class TestDeduplicationKeys:
+    """The event's own key is always claimed; the unsigned token only adds to it."""
+
+    async def test_a_replay_with_fresh_tokens_is_handled_once(self, hooks: Hooks) -> None:
+        """One captured, signed inbound webhook sent again with new tokens, or none."""
+        for token in ("captured-token", "fresh-1", "fresh-2", None):
+            status_code, _ = await hooks.post(PATH, inbound(), token=token)
+            assert status_code == 200
+        assert len(hooks.messages) == 1
+        assert hooks.stats.duplicates == 3
+
+    async def test_a_replayed_status_callback_with_fresh_tokens_is_handled_once(
+        self, hooks: Hooks
+    ) -> None:
+        """The same for a status callback: its key is MessageSid, status and error code."""
+        for token in ("t-1", "t-2", None):
+            assert (await hooks.post(STATUS_PATH, status(), token=token))[0] == 200
+        assert len(hooks.statuses) == 1
+
+    @pytest.mark.parametrize(
+        "chosen",
+        [
+            f"status:{SID}:delivered",  # the old key of the genuine callback
+            f"event:status:{SID}:delivered:",  # the key as the server builds it now
+            f"status:{SID}:delivered:",
+        ],
+    )
+    async def test_a_token_cannot_pre_claim_a_later_event(self, hooks: Hooks, chosen: str) -> None:
+        """A replay whose token equals a later callback's key does not swallow that callback."""
+        replayed, _ = await hooks.post(PATH, inbound("SM" + "cd" * 16), token=chosen)
+        genuine, _ = await hooks.post(STATUS_PATH, status())  # Twilio's, without a token
+        assert (replayed, genuine) == (200, 200)
+        assert [u.message_id for u in hooks.statuses] == [SID]
+        assert hooks.stats.duplicates == 0
+
+    async def test_a_seen_token_marks_a_repeat(self, hooks: Hooks) -> None:
+        """Either key seen before means a repeat: the token of a handled delivery counts too."""
+        assert (await hooks.post(STATUS_PATH, status(), token="t-seen"))[0] == 200
+        again, _ = await hooks.post(STATUS_PATH, status(value="read"), token="t-seen")
+        assert again == 200
+        assert [u.data["twilio_status"] for u in hooks.statuses] == ["delivered"]
+        assert hooks.stats.duplicates == 1
+        # ...and the refused repeat did not claim its event: it is handled when it comes.
+        assert (await hooks.post(STATUS_PATH, status(value="read")))[0] == 200
+        assert [u.data["twilio_status"] for u in hooks.statuses] == ["delivered", "read"]
+
+    async def test_an_error_code_makes_a_status_an_event_of_its_own(self, hooks: Hooks) -> None:
+        """Two 'failed' callbacks of one message with different error codes are both handled."""
+        for code in ("30008", "63016", "63016"):
+            assert (await hooks.post(STATUS_PATH, status(value="failed", ErrorCode=code)))[0] == 200
+        assert [u.error_code for u in hooks.statuses] == [30008, 63016]
+
+    async def test_a_huge_token_is_still_a_token(self, hooks: Hooks) -> None:
+        """A 4 KiB token is stored as a digest and still recognises the repeat."""
+        token = "x" * 4096
+        for sid in ("SM" + "01" * 16, "SM" + "02" * 16):
+            assert (await hooks.post(PATH, inbound(sid), token=token))[0] == 200
+        assert len(hooks.messages) == 1
+
+
+async def test_the_answer_body_of_a_repeat_is_empty_twiml(hooks: Hooks) -> None:
+    """A repeat is answered exactly like a handled delivery, so Twilio stops."""
+    first = await hooks.post(PATH, inbound())
+    again = await hooks.post(PATH, inbound(), token="other")
+    assert first == again == (200, TwiML.EMPTY)
