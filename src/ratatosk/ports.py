@@ -15,11 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import attrs
 
+from .domain._frozen import frozen_mapping
 from .domain.settings import Secret
 
 # --- Messaging API port -------------------------------------------------------
@@ -177,10 +177,6 @@ class SignatureValidator(Protocol):
 # --- Template catalog port -----------------------------------------------------
 
 
-def _frozen_strings(value: Mapping[str, str] | None) -> Mapping[str, str]:
-    return MappingProxyType(dict(value or {}))
-
-
 @attrs.frozen(kw_only=True)
 class TemplateInfo:
     """A content template as the catalog knows it.
@@ -194,7 +190,7 @@ class TemplateInfo:
     friendly_name: str
     language: str | None = None
     whatsapp_status: str | None = None
-    variables: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_strings)
+    variables: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_mapping)
 
 
 class TemplateLookupError(Exception):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 import attrs
+
+from ._frozen import frozen_mapping
 
 
 class ContentType(enum.Enum):
@@ -89,11 +90,9 @@ class MediaContent:
 
 
 def _freeze_parameters(value: Mapping[str, object] | None) -> Mapping[str, object]:
-    if value is None:
-        return MappingProxyType({})
-    if not isinstance(value, Mapping):
+    if value is not None and not isinstance(value, Mapping):
         raise TypeError("template parameters must be a mapping")
-    return MappingProxyType(dict(value))
+    return frozen_mapping(value)
 
 
 @attrs.frozen

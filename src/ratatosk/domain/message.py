@@ -11,19 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 import attrs
 
+from ._frozen import frozen_mapping
 from .content import CONTENT_CLASSES, Content, MediaContent, TemplateContent, TextContent
 from .endpoint import Endpoint
 
 _T = TypeVar("_T")
-
-
-def _freeze(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value or {}))
 
 
 def _new_id() -> str:
@@ -47,7 +43,7 @@ class Message:
     receiver: Endpoint | None = None
     content: Content | None = None
     # Left out of the hash (a read-only mapping is unhashable) but still compared by ==.
-    properties: Mapping[str, Any] = attrs.field(factory=dict, converter=_freeze, hash=False)
+    properties: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping, hash=False)
     timestamp: dt.datetime | None = None
 
 

@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ._frozen import frozen_mapping
 from .message import Message
 from .status import ConnectorState, MessageStatus
 
 T = TypeVar("T")
 U = TypeVar("U")
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-def _freeze(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value or {}))
+_EMPTY: Mapping[str, Any] = frozen_mapping(None)
 
 
 @attrs.frozen(kw_only=True)
@@ -40,7 +36,7 @@ class ConnectorError:
     message: str
     domain: str = "Messaging"
     provider_code: int | None = None
-    details: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=_freeze)
+    details: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=frozen_mapping)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view, for CLIs and logs."""
@@ -119,7 +115,7 @@ class SendResult:
     provider_message_id: str
     status: MessageStatus
     timestamp: dt.datetime
-    data: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=_freeze)
+    data: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=frozen_mapping)
 
 
 @attrs.frozen(kw_only=True)
@@ -134,7 +130,7 @@ class StatusUpdate:
     timestamp: dt.datetime
     error_code: int | None = None
     error_message: str | None = None
-    data: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=_freeze)
+    data: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=frozen_mapping)
 
 
 @attrs.frozen(kw_only=True)
@@ -142,7 +138,7 @@ class ReceiveResult:
     """Inbound messages parsed out of one webhook delivery."""
 
     messages: tuple[Message, ...]
-    data: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=_freeze)
+    data: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=frozen_mapping)
 
 
 @attrs.frozen(kw_only=True)
@@ -152,7 +148,7 @@ class ConnectorStatus:
     state: ConnectorState
     channel: str
     uptime: dt.timedelta
-    data: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=_freeze)
+    data: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=frozen_mapping)
 
 
 @attrs.frozen(kw_only=True)
@@ -163,7 +159,7 @@ class HealthReport:
     state: ConnectorState
     checked_at: dt.datetime
     issues: tuple[str, ...] = ()
-    data: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=_freeze)
+    data: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=frozen_mapping)
 
 
 def _jsonable(value: Any) -> Any:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Iterator, Mapping
-from types import MappingProxyType
 from typing import Any
 
 import attrs
+
+from ._frozen import frozen_mapping
 
 MASK = "********"
 _SENSITIVE_NAME = re.compile(r"(token|secret|password|apikey|credential)", re.IGNORECASE)
@@ -75,10 +76,6 @@ def is_sensitive_name(name: str) -> bool:
     return bool(_SENSITIVE_NAME.search(name))
 
 
-def _freeze(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value or {}))
-
-
 @attrs.frozen(repr=False)
 class ConnectionSettings(Mapping[str, Any]):
     """Named connection parameters (``AccountSid``, ``AuthToken`` ...).
@@ -88,7 +85,7 @@ class ConnectionSettings(Mapping[str, Any]):
     """
 
     _parameters: Mapping[str, Any] = attrs.field(
-        factory=dict, converter=_freeze, alias="parameters"
+        factory=dict, converter=frozen_mapping, alias="parameters"
     )
     _sensitive: frozenset[str] = attrs.field(factory=frozenset, alias="sensitive")
 
@@ -98,7 +95,7 @@ class ConnectionSettings(Mapping[str, Any]):
             name: Secret(value) if isinstance(value, str) and self._names_secret(name) else value
             for name, value in self._parameters.items()
         }
-        object.__setattr__(self, "_parameters", MappingProxyType(wrapped))
+        object.__setattr__(self, "_parameters", frozen_mapping(wrapped))
 
     def _names_secret(self, name: object) -> bool:
         return name in self._sensitive or (isinstance(name, str) and is_sensitive_name(name))

@@ -16,12 +16,12 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlencode
 
 import attrs
 
+from ...domain._frozen import frozen_mapping
 from .records import CONTENT_BASE, Account, Json, Reply, error_reply, not_found
 
 #: WhatsApp approval states Twilio reports.
@@ -29,10 +29,6 @@ APPROVAL_STATUSES: Final = frozenset(
     {"approved", "pending", "received", "rejected", "paused", "disabled", "unsubmitted"}
 )
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
-
-
-def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value))
 
 
 @attrs.frozen(kw_only=True)
@@ -43,8 +39,8 @@ class ContentTemplate:
     account_sid: str
     friendly_name: str
     language: str = "en"
-    variables: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
-    types: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
+    variables: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_mapping)
+    types: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
     whatsapp_status: str = "approved"
     category: str = "UTILITY"
     rejection_reason: str = ""

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import attrs
 
+from ...domain._frozen import frozen_mapping
 from ...twilio.wire import format_rfc2822
 
 API_VERSION: Final = "2010-04-01"
@@ -30,10 +31,6 @@ DEFAULT_AUTH_TOKEN: Final = "emulator-auth-token-0123456789ab"  # noqa: S105 - a
 SANDBOX_SENDER: Final = "whatsapp:+14155238886"
 
 Json = dict[str, Any]
-
-
-def _frozen_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
-    return MappingProxyType(dict(value or {}))
 
 
 class ResetKind(enum.Enum):
@@ -54,7 +51,7 @@ class Reply:
 
     status: int
     body: Json | None = None
-    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_mapping)
     reset: ResetKind | None = None
     delay: float = 0.0
 
@@ -134,7 +131,7 @@ class StatusCallback:
     """
 
     url: str
-    params: Mapping[str, str] = attrs.field(converter=_frozen_headers)
+    params: Mapping[str, str] = attrs.field(converter=frozen_mapping)
     idempotency_token: str
     signature: str
 
