@@ -29,18 +29,32 @@ from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, describe_status, s
 from .servers import emulator, serve
 
 
+def _json_option() -> argparse.ArgumentParser:
+    """``--json`` for the top level and each command, so it goes before or after the command.
+
+    Unset it is absent, not False: a command's default would otherwise
+    overwrite the ``--json`` given before the command's name.
+    """
+    option = argparse.ArgumentParser(add_help=False)
+    option.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON lines"
+    )
+    return option
+
+
 def _parser() -> argparse.ArgumentParser:
+    as_json = [_json_option()]
     parser = argparse.ArgumentParser(
         prog="ratatosk",
+        parents=as_json,
         description="WhatsApp Business messaging through Twilio (or the local emulator).",
         epilog="Credentials come from TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
         "TWILIO_WHATSAPP_FROM and TWILIO_API_BASE_URL.",
     )
     parser.add_argument("--version", action="version", version=f"ratatosk {__version__}")
-    parser.add_argument("--json", action="store_true", help="print JSON lines")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    send = commands.add_parser("send", help="send one WhatsApp message")
+    send = commands.add_parser("send", parents=as_json, help="send one WhatsApp message")
     send.add_argument("--to", required=True, help="recipient, whatsapp:+E164")
     send.add_argument("--from", dest="sender", help="sender (default: TWILIO_WHATSAPP_FROM)")
     what = send.add_mutually_exclusive_group(required=True)
@@ -53,32 +67,26 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--media-type", choices=[t.name.lower() for t in MediaType], default="image")
     send.add_argument("--validity", type=int, metavar="SECONDS", help="ValidityPeriod (1-36000)")
     send.add_argument("--id", dest="message_id", help="your own message id")
-    send.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
 
-    status = commands.add_parser("status", help="ask Twilio for a message's status")
-    status.add_argument("sid", help="message SID (SM... or MM...)")
-    status.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    status = commands.add_parser(
+        "status", parents=as_json, help="ask Twilio for a message's status"
     )
+    status.add_argument("sid", help="message SID (SM... or MM...)")
 
     templates = commands.add_parser("templates", help="content templates")
     templates_commands = templates.add_subparsers(dest="templates_command", required=True)
-    listing = templates_commands.add_parser("list", help="name, SID, language, WhatsApp approval")
-    listing.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    templates_commands.add_parser(
+        "list", parents=as_json, help="name, SID, language, WhatsApp approval"
     )
 
-    serve = commands.add_parser("serve", help="run the webhook server; print each event")
+    serve = commands.add_parser(
+        "serve", parents=as_json, help="run the webhook server; print each event"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--public-url", help="the URL Twilio calls (default http://HOST:PORT)")
     serve.add_argument(
         "--trust-forwarded", action="store_true", help="rebuild the URL from X-Forwarded-* headers"
-    )
-    serve.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
 
     emulator = commands.add_parser("emulator", help="run a local Twilio emulator")
@@ -93,10 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", type=int, help="seed for SIDs and fault injection (default: fresh each run)"
     )
 
-    demo = commands.add_parser("demo", help="the end-to-end demo on the emulator")
-    demo.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
+    commands.add_parser("demo", parents=as_json, help="the end-to-end demo on the emulator")
     return parser
 
 
