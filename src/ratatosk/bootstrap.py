@@ -2,6 +2,9 @@
 
 The only module that chooses adapters (besides the CLI that calls it), and the
 only one that reads ``TWILIO_*`` variables, always when asked, never at import.
+:func:`complete_plugs` is also what the documented constructor
+``TwilioWhatsAppConnector(schema, settings)`` runs at ``initialize``, so the
+constructor and :func:`build_connector` choose the same defaults.
 """
 
 from __future__ import annotations
@@ -9,12 +12,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import attrs
+
 from .adapters.clock import SystemClock
-from .adapters.templates import ContentApiTemplateCatalog, StaticTemplateCatalog
+from .adapters.conversation_window import InMemoryConversationWindows
+from .adapters.memory import InMemoryRateLimiter, InMemorySendLedger
+from .adapters.templates import StaticTemplateCatalog
 from .adapters.twilio_http import AiohttpMessagingApi
 from .domain.settings import ConnectionSettings
-from .ports import Clock, ConversationWindow, MessagingApi, TemplateCatalog
-from .twilio.connector import TwilioWhatsAppConnector
+from .ports import (
+    Clock,
+    ConversationWindow,
+    HasClock,
+    HasTemplateCatalog,
+    MessagingApi,
+    TemplateCatalog,
+)
+from .twilio.connector import Plugs, TwilioWhatsAppConnector
 from .twilio.resilience import SendPolicy
 from .twilio.schema import TwilioChannelSchemas
 
@@ -46,13 +60,54 @@ def settings_from_env(
     return settings
 
 
-def template_catalog_for(settings: ConnectionSettings) -> TemplateCatalog | None:
-    """A static catalog when ``Templates`` is set, else the Content API catalog."""
+def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolicy) -> Plugs:
+    """Every adapter the caller left out, chosen from the settings; in memory by default.
+
+    * transport: the aiohttp REST client;
+    * clock: a simulated Twilio's own clock (``FakeTwilio``), else the system clock,
+      so tests with the fake never wait on real time unless they ask to;
+    * template catalog: ``Templates`` (static), else the transport's own (the
+      Content API, or the fake's templates);
+    * rate limiter (unless ``SendPolicy.rate_per_sender`` is None), send
+      ledger, and with ``ConversationWindowGuard`` the window store: in memory.
+    """
+    transport = plugs.transport or AiohttpMessagingApi.from_settings(settings)
+    clock = plugs.clock
+    if clock is None:
+        clock = transport.clock if isinstance(transport, HasClock) else SystemClock()
+    catalog = plugs.template_catalog or template_catalog_for(settings, transport)
+    limiter = plugs.rate_limiter
+    if limiter is None and policy.rate_per_sender is not None:
+        limiter = InMemoryRateLimiter(policy.rate_per_sender, policy.burst, clock.monotonic)
+    windows = plugs.conversation_window
+    if windows is None and settings.get_bool("ConversationWindowGuard"):
+        windows = InMemoryConversationWindows()
+    return attrs.evolve(
+        plugs,
+        transport=transport,
+        clock=clock,
+        template_catalog=catalog,
+        rate_limiter=limiter,
+        send_ledger=plugs.send_ledger or InMemorySendLedger(clock.monotonic),
+        conversation_window=windows,
+    )
+
+
+def template_catalog_for(
+    settings: ConnectionSettings, transport: MessagingApi | None = None
+) -> TemplateCatalog | None:
+    """``Templates`` (static), else the transport's own, else (no transport) the Content API's.
+
+    A transport of the caller's that cannot read templates gets no catalog:
+    names then fail with MISSING_CONTENT_SID rather than a lookup elsewhere.
+    """
     static = settings.get_string("Templates")
     if static:
         return StaticTemplateCatalog.parse(static)
-    if settings.get_string("AccountSid") and settings.get_secret("AuthToken"):
-        return ContentApiTemplateCatalog.from_settings(settings)
+    if isinstance(transport, HasTemplateCatalog):
+        return transport.template_catalog()
+    if transport is None and settings.get_string("AccountSid") and settings.get_secret("AuthToken"):
+        return AiohttpMessagingApi.from_settings(settings).template_catalog()
     return None
 
 
@@ -66,18 +121,16 @@ def build_connector(
     send_policy: SendPolicy | None = None,
     conversation_window: ConversationWindow | None = None,
 ) -> TwilioWhatsAppConnector:
-    """A connector with real adapters unless others are given; not yet initialised."""
-    resolved = settings_from_env(environ, settings)
-    owns_transport = transport is None
-    if transport is None and resolved.get_string("AccountSid") and resolved.get_secret("AuthToken"):
-        transport = AiohttpMessagingApi.from_settings(resolved)
+    """A connector from settings laid over ``TWILIO_*`` variables; not yet initialised.
+
+    Whatever is not given is chosen by :func:`complete_plugs` at ``initialize``.
+    """
     return TwilioWhatsAppConnector(
         TwilioChannelSchemas.TWILIO_WHATSAPP,
-        resolved,
+        settings_from_env(environ, settings),
         transport=transport,
-        template_catalog=template_catalog or template_catalog_for(resolved),
-        clock=clock or SystemClock(),
-        owns_transport=owns_transport,
+        template_catalog=template_catalog,
+        clock=clock,
         send_policy=send_policy,
         conversation_window=conversation_window,
     )

@@ -30,7 +30,9 @@ class CreateMessageRequest:
     """The form fields of Twilio's Create Message call, typed.
 
     ``to_form`` gives the exact key/value pairs sent on the wire (``MediaUrl``
-    repeated), which is also what the fake records in its outbox.
+    and ``PersistentAction`` repeated), which is also what the fake records in
+    its outbox. ``persistent_action`` carries WhatsApp's rich actions, such as
+    a location pin (``geo:LAT,LONG|LABEL``).
     """
 
     to: str
@@ -38,6 +40,7 @@ class CreateMessageRequest:
     messaging_service_sid: str | None = None
     body: str | None = None
     media_urls: tuple[str, ...] = ()
+    persistent_action: tuple[str, ...] = ()
     content_sid: str | None = None
     content_variables: str | None = None
     status_callback: str | None = None
@@ -52,6 +55,7 @@ class CreateMessageRequest:
         if self.body is not None:
             form.append(("Body", self.body))
         form.extend(("MediaUrl", url) for url in self.media_urls)
+        form.extend(("PersistentAction", action) for action in self.persistent_action)
         if self.content_sid is not None:
             form.append(("ContentSid", self.content_sid))
         if self.content_variables is not None:
@@ -213,9 +217,48 @@ class TemplateCatalog(Protocol):
 
 @runtime_checkable
 class Clock(Protocol):
+    """Time, as the connector reads it and waits on it.
+
+    Waiting goes through the clock, not ``asyncio.sleep``, so a simulated
+    Twilio's manual clock makes back-off and pacing instant in tests, and the
+    same code paces real sends on the system clock.
+    """
+
     def now(self) -> dt.datetime:
         """The current time, timezone-aware UTC."""
         ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for pacing and deadlines)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on this clock (a manual clock moves itself forward)."""
+        ...
+
+
+@runtime_checkable
+class HasClock(Protocol):
+    """A transport that simulates Twilio and keeps its own time (``FakeTwilio``).
+
+    A connector given such a transport and no clock of its own uses this one,
+    so a test with the fake never waits on real time unless it asks to.
+    """
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+@runtime_checkable
+class HasTemplateCatalog(Protocol):
+    """A transport that can also read the account's Content API templates.
+
+    The connector's default catalog comes from its transport, so the
+    documented constructor resolves template names with the same session
+    and credentials it sends with.
+    """
+
+    def template_catalog(self) -> TemplateCatalog: ...
 
 
 @attrs.frozen
@@ -296,3 +339,132 @@ class ConversationWindow(Protocol):
     async def last_inbound(self, customer: str, business: str | None) -> dt.datetime | None:
         """The latest inbound time; ``business=None`` means to any of our numbers."""
         ...
+
+
+# --- Per-sender pacing port ----------------------------------------------------------
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """Books the next request slot for a sender, shared by everyone who sends as it.
+
+    Twilio counts every request, retries included, against the sender's
+    throughput; several processes sending as one number must share the count,
+    so this is a port (in memory by default, a shared store when scaled out).
+    """
+
+    async def reserve(self, key: str) -> float:
+        """Book one request for ``key``; the seconds to wait before making it (0: now)."""
+        ...
+
+
+# --- Send ledger port -------------------------------------------------------------------
+
+
+class LedgerState(enum.Enum):
+    """What the ledger knows about a message id when a send begins."""
+
+    NEW = "new"  #: never seen: this call sends it
+    IN_FLIGHT = "in_flight"  #: another call is sending it right now
+    DONE = "done"  #: sent (or left unknown) before: answer with that outcome
+    CONFLICT = "conflict"  #: seen before with different content
+
+
+@attrs.frozen(kw_only=True)
+class LedgerEntry:
+    """The ledger's answer to ``begin``: the state and, when done, the stored outcome.
+
+    ``outcome`` is plain JSON-able data (the connector writes and reads it),
+    so a shared store can keep it as text.
+    """
+
+    state: LedgerState
+    outcome: Mapping[str, object] | None = None
+
+
+@attrs.frozen
+class LaneMember:
+    """A send in a lane: what its message looks like (``key``), and whether it is looking."""
+
+    key: str
+    reconciling: bool = False
+
+
+@runtime_checkable
+class SendLedger(Protocol):
+    """Sends by message id, and which Twilio SIDs are already somebody's.
+
+    Two jobs that several processes must share:
+
+    * **idempotency**: sending one ``Message.id`` twice sends once; the second
+      call gets the first call's outcome (``begin`` / ``finish``);
+    * **reconciliation**: after a lost answer the connector may adopt a
+      message it finds at Twilio only if no other send could have created it.
+      Sends are grouped in *lanes* (recipient and sender); the ledger knows
+      which sends of a lane are still waiting for Twilio's answer, and which
+      SIDs are already claimed, so two sends never report one SID.
+    """
+
+    async def begin(self, message_id: str, fingerprint: str) -> LedgerEntry:
+        """Start sending ``message_id`` (NEW), or say why not (IN_FLIGHT, DONE, CONFLICT)."""
+        ...
+
+    async def finish(self, message_id: str, outcome: Mapping[str, object] | None) -> None:
+        """Store the outcome of a send; None forgets the id (nothing was sent, retry may)."""
+        ...
+
+    async def lane_enter(self, lane: str, send: str, key: str) -> None:
+        """``send`` is about to ask Twilio to create a message in ``lane``.
+
+        ``key`` says what its message looks like to a reconcile (see
+        ``twilio.send.stage.match_key``); a send re-entering clears ``reconciling``.
+        """
+        ...
+
+    async def lane_reconciling(self, lane: str, send: str) -> None:
+        """``send`` lost its answer and is looking for its message (Twilio will not answer)."""
+        ...
+
+    async def lane_leave(self, lane: str, send: str) -> None:
+        """``send`` is answered (or gave up); it no longer holds the lane."""
+        ...
+
+    async def lane_others(self, lane: str, send: str) -> Mapping[str, LaneMember]:
+        """The other sends now in ``lane``, by send."""
+        ...
+
+    async def claim_sid(self, sid: str, send: str, *, adopted: bool) -> str | None:
+        """Record ``sid`` as ``send``'s; returns the send that held it already, if any.
+
+        ``adopted=True`` (a reconcile) claims only an unclaimed SID: a
+        non-None answer means it was taken and the reconcile must not use it.
+        ``adopted=False`` (Twilio answered ``send`` with ``sid``) always
+        records; a non-None answer means an earlier reconcile adopted it
+        wrongly, which the connector logs as an error.
+        """
+        ...
+
+    async def claimed(self, sids: Sequence[str]) -> frozenset[str]:
+        """Which of ``sids`` already belong to some send."""
+        ...
+
+
+# --- Template cache port -----------------------------------------------------------------
+
+
+@runtime_checkable
+class TemplateCache(Protocol):
+    """Template lookups by (name, language), remembered for a while.
+
+    A hit answers without asking the Content API; a remembered miss (None)
+    keeps a typo from hammering it. Entries expire after the ``ttl`` given
+    when stored.
+    """
+
+    async def get(self, name: str, language: str | None) -> tuple[bool, TemplateInfo | None]:
+        """(found, info): ``found`` is False when nothing is remembered for the key."""
+        ...
+
+    async def put(
+        self, name: str, language: str | None, info: TemplateInfo | None, ttl: float
+    ) -> None: ...

@@ -108,11 +108,17 @@ async def test_not_approved_names_its_status(backend: Backend) -> None:
     assert status in result.error.message
 
 
-async def test_a_name_without_any_catalog_is_missing_content_sid(backend: Backend) -> None:
+async def test_the_default_catalog_resolves_names_and_refuses_unknown_ones(
+    backend: Backend,
+) -> None:
+    """No catalog passed: the transport's own (Content API, or the fake's) resolves names."""
     async with backend.connector() as connector:
-        result = await connector.send_message(_template("order_confirmed", ORDER))
-    assert result.error is not None
-    assert result.error.code == TwilioErrorCodes.MISSING_CONTENT_SID
+        known = await connector.send_message(_template("order_confirmed", ORDER))
+        unknown = await connector.send_message(_template("no_such_template", {}))
+    assert known.successful, known.error
+    assert dict(backend.model.outbound[-1].form)["ContentSid"].startswith("HX")
+    assert unknown.error is not None
+    assert unknown.error.code == TwilioErrorCodes.MISSING_CONTENT_SID
 
 
 async def test_catalog_outage_is_template_lookup_failed(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import pytest
@@ -199,8 +200,8 @@ class TestRefusalsBeforeAnyIO:
             (text().with_property("ValidityPeriod", 36001), TwilioErrorCodes.INVALID_MESSAGE),
             (text().with_property("caption", "dropped"), TwilioErrorCodes.INVALID_MESSAGE),
             (
-                text().with_content(LocationContent(latitude=1.0, longitude=2.0)),
-                MessagingErrorCodes.UNSUPPORTED_CONTENT_TYPE,
+                text().with_content(LocationContent(latitude=91.0, longitude=2.0, label="x")),
+                TwilioErrorCodes.INVALID_MESSAGE,
             ),
             (
                 text().with_content(TemplateContent("", {})),
@@ -263,8 +264,15 @@ class TestRefusalsBeforeAnyIO:
         assert result.error.code == MessagingErrorCodes.INVALID_RECIPIENT
 
     async def test_missing_content_sid_without_catalog(self, fake: FakeTwilio) -> None:
-        """A template name with no catalog configured cannot be resolved."""
-        async with make_connector(fake, template_catalog=None) as connector:
+        """A template name with no catalog (a transport of the caller's that reads none)."""
+
+        class NoTemplates:  # the fake's messaging calls, without its Content API
+            def __getattr__(self, name: str) -> object:
+                if name == "template_catalog":
+                    raise AttributeError(name)
+                return getattr(fake, name)
+
+        async with make_connector(cast(Any, NoTemplates()), template_catalog=None) as connector:
             message = text().with_content(TemplateContent("order_confirmed", {})).build()
             result = await connector.send_message(message)
         assert result.error is not None

@@ -1,14 +1,17 @@
 """Clock adapters (adapters layer): the system clock and a manual clock for tests.
 
-Both satisfy ``ratatosk.ports.Clock`` (``now()`` -> aware UTC datetime).
-:class:`ManualClock` only moves when told to, so tests of status
-progression, 24-hour windows and retry back-off need no sleeping and no
-timing assertions; ``ratatosk.testing`` re-exports it.
+Both satisfy ``ratatosk.ports.Clock``: ``now()`` (aware UTC), ``monotonic()``
+and ``sleep()``. :class:`ManualClock` only moves when told to, or when
+someone sleeps on it (the sleeper's deadline becomes the time), so tests of
+status progression, 24-hour windows, pacing and retry back-off need no real
+sleeping and no timing assertions; ``ratatosk.testing`` re-exports it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from typing import Final
 
 #: Where a ManualClock starts unless told otherwise: a fixed, unremarkable instant.
@@ -20,6 +23,12 @@ class SystemClock:
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -34,9 +43,23 @@ class ManualClock:
 
     def __init__(self, start: dt.datetime | None = None) -> None:
         self._now = _aware(start or DEFAULT_START)
+        self._origin = self._now
 
     def now(self) -> dt.datetime:
         return self._now
+
+    def monotonic(self) -> float:
+        return (self._now - self._origin).total_seconds()
+
+    async def sleep(self, seconds: float) -> None:
+        """Move forward by ``seconds`` at once, then let other tasks run.
+
+        Sleepers take turns: each one's wait starts from the time the previous
+        one left, as if the waits had happened one after another. Pacing and
+        back-off computed from ``now`` stay consistent with that.
+        """
+        self.advance(max(seconds, 0.0))
+        await asyncio.sleep(0)
 
     def advance(self, seconds: float = 0.0, **delta: float) -> dt.datetime:
         """Move forward by ``seconds`` (plus any ``timedelta`` keywords); returns the new now."""

@@ -53,6 +53,22 @@ class StaticTemplateCatalog:
         return tuple(self._by_name.values())
 
 
+def content_base_url(settings: ConnectionSettings) -> str:
+    """``ContentApiBaseUrl``, else the one that goes with ``ApiBaseUrl`` (see below)."""
+    given = settings.get_string("ContentApiBaseUrl")
+    return given or content_base_for(settings.get_string("ApiBaseUrl"))
+
+
+def content_base_for(api_base_url: str | None) -> str:
+    """Twilio's Content API for Twilio's REST API; any other API base (an emulator) serves both.
+
+    So a client pointed at an emulator never reaches out to the real Content API.
+    """
+    if api_base_url is None or api_base_url.rstrip("/") == "https://api.twilio.com":
+        return DEFAULT_CONTENT_BASE_URL
+    return api_base_url
+
+
 class ContentApiTemplateCatalog:
     """Templates from Twilio's Content API, cached for ``ttl_seconds``.
 
@@ -91,14 +107,7 @@ class ContentApiTemplateCatalog:
         account_sid, token = settings.get_string("AccountSid"), settings.get_secret("AuthToken")
         if account_sid is None or token is None:
             raise ValueError("AccountSid and AuthToken are required")
-        base = (
-            settings.get_string("ContentApiBaseUrl")
-            or settings.get_string("ApiBaseUrl")
-            or DEFAULT_CONTENT_BASE_URL
-        )
-        if base.rstrip("/") == "https://api.twilio.com":
-            base = DEFAULT_CONTENT_BASE_URL
-        return cls(account_sid, token, base_url=base)
+        return cls(account_sid, token, base_url=content_base_url(settings))
 
     def __repr__(self) -> str:
         return f"ContentApiTemplateCatalog(base_url={self._base!r})"

@@ -34,6 +34,7 @@ from ..ports import (
 )
 from ..twilio import wire
 from ..twilio.schema import DEFAULT_API_BASE_URL
+from .templates import ContentApiTemplateCatalog, content_base_for, content_base_url
 
 log = logging.getLogger("ratatosk.http")
 
@@ -80,8 +81,11 @@ class AiohttpMessagingApi:
         timeouts: HttpTimeouts | None = None,
         max_connections: int = 100,
         session: aiohttp.ClientSession | None = None,
+        content_base_url: str | None = None,
     ) -> None:
         token = auth_token if isinstance(auth_token, Secret) else Secret(auth_token)
+        self._token = token
+        self._content_base_url = content_base_url or content_base_for(base_url)
         self.account_sid: Final = account_sid
         self.base_url: Final = base_url.rstrip("/")
         self._timeouts = timeouts or HttpTimeouts()
@@ -121,6 +125,13 @@ class AiohttpMessagingApi:
             token,
             base_url=settings.get_string("ApiBaseUrl") or DEFAULT_API_BASE_URL,
             timeouts=timeouts,
+            content_base_url=content_base_url(settings),
+        )
+
+    def template_catalog(self) -> ContentApiTemplateCatalog:
+        """The account's Content API templates, read with this client's credentials."""
+        return ContentApiTemplateCatalog(
+            self.account_sid, self._token, base_url=self._content_base_url
         )
 
     def __repr__(self) -> str:

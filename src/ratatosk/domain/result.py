@@ -38,6 +38,10 @@ class ConnectorError:
     provider_code: int | None = None
     details: Mapping[str, Any] = attrs.field(default=_EMPTY, converter=frozen_mapping)
 
+    def with_details(self, **extra: Any) -> ConnectorError:
+        """The same error with more structured details (later keys win)."""
+        return attrs.evolve(self, details={**self.details, **extra})
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view, for CLIs and logs."""
         return {

@@ -4,7 +4,9 @@ Twilio's Create Message has no idempotency key, so a blind resend after an
 ambiguous failure can deliver a message twice. The rule (adr/0005):
 
 * **retry** only when Twilio cannot have created the message: the request
-  never left (connect refused, connect timeout), or Twilio said 429 / 503;
+  never left (connect refused, connect timeout), or Twilio said 429 / 503
+  without naming a limit a resend would meet again (20429 is retried,
+  63018, a WhatsApp tier limit, is not);
 * **reconcile** when it may have: read timeout, connection dropped after
   sending, 500 / 502 / 504: list the recipient's recent messages and look
   for this one;
@@ -24,6 +26,7 @@ from typing import Final
 import attrs
 
 from ..ports import ApiError, CreateMessageRequest, MessageResource, TransportError
+from .errors import PROVIDER_CODE_MAP, RETRYABLE_PROVIDER_CODES
 
 #: HTTP statuses after which Twilio has certainly not created the message.
 SAFE_RETRY_STATUSES: Final = frozenset({429, 503})
@@ -41,8 +44,12 @@ def classify(failure: ApiError | TransportError) -> Outcome:
     """What to do after a failed create."""
     if isinstance(failure, TransportError):
         return Outcome.RECONCILE if failure.maybe_delivered else Outcome.RETRY
-    if failure.status in SAFE_RETRY_STATUSES or failure.code == 20429:
+    if failure.code in RETRYABLE_PROVIDER_CODES:
         return Outcome.RETRY
+    if failure.status in SAFE_RETRY_STATUSES:
+        # A refusal Twilio explained (63018: a WhatsApp tier limit) meets a resend again.
+        known = failure.code is not None and failure.code in PROVIDER_CODE_MAP
+        return Outcome.FINAL if known else Outcome.RETRY
     if failure.status in AMBIGUOUS_STATUSES:
         return Outcome.RECONCILE
     return Outcome.FINAL
@@ -121,15 +128,27 @@ def find_sent(
     candidates: Iterable[MessageResource],
     *,
     not_before: dt.datetime,
-    claimed: Collection[str],
+    claimed: Collection[str] = (),
 ) -> MessageResource | None:
-    """The message this request created, among the recipient's recent messages.
+    """The oldest of :func:`sent_matches`: the one our first attempt created."""
+    matches = sent_matches(request, candidates, not_before=not_before, claimed=claimed)
+    return matches[0] if matches else None
 
-    Matches recipient, sender (when we chose one), body (when we sent one),
-    media count, creation time after the first attempt began (two seconds of
-    slack for clock skew and Twilio's whole-second dates), and never a SID
-    already attributed to another send. The oldest match wins: it is the one
-    our first attempt created.
+
+def sent_matches(
+    request: CreateMessageRequest,
+    candidates: Iterable[MessageResource],
+    *,
+    not_before: dt.datetime,
+    claimed: Collection[str] = (),
+) -> list[MessageResource]:
+    """The messages among the recipient's recent ones that ``request`` may have created.
+
+    Matches recipient, sender (when we chose one), body (when we sent text;
+    a template's body is rendered by Twilio, so it cannot be compared), media
+    count, outbound direction, creation time after the first attempt began
+    (two seconds of slack for clock skew and Twilio's whole-second dates),
+    and never a SID already attributed to another send. Oldest first.
     """
     slack = not_before - dt.timedelta(seconds=2)
     matches = [
@@ -145,7 +164,5 @@ def find_sent(
         and (message.direction in {None, "outbound-api"})
         and (message.date_created is None or message.date_created >= slack)
     ]
-    if not matches:
-        return None
     epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
-    return min(matches, key=lambda m: m.date_created or epoch)
+    return sorted(matches, key=lambda m: m.date_created or epoch)

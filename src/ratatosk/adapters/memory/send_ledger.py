@@ -1,0 +1,116 @@
+"""Sends by message id and claimed SIDs in one process (satisfies ``ports.SendLedger``).
+
+Bounded like every in-memory store here: finished ids and claimed SIDs are
+kept for ``ttl`` seconds and at most ``max_entries`` of each, oldest dropped
+first. Dropping early only means a very late repeat of a message id is sent
+again, or a very old SID could be adopted by a reconcile (whose window is a
+day of the recipient's newest messages): the bound is set well past both.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ...ports import LaneMember, LedgerEntry, LedgerState
+
+_IN_FLIGHT = "in_flight"
+_Entry = TypeVar("_Entry", bound=tuple[Any, ...])
+
+
+class InMemorySendLedger:
+    """Message ids, lanes and SIDs in dicts; see :class:`ratatosk.ports.SendLedger`."""
+
+    __slots__ = ("_claims", "_ids", "_lanes", "_max", "_now", "_ttl")
+
+    def __init__(
+        self,
+        monotonic: Callable[[], float],
+        *,
+        ttl: float = 24 * 3600.0,
+        max_entries: int = 100_000,
+    ) -> None:
+        if ttl <= 0 or max_entries < 1:
+            raise ValueError("ttl must be positive and max_entries at least 1")
+        self._now = monotonic
+        self._ttl = ttl
+        self._max = max_entries
+        # message id -> (expires, fingerprint, outcome or _IN_FLIGHT)
+        self._ids: OrderedDict[str, tuple[float, str, Mapping[str, object] | str]] = OrderedDict()
+        # lane -> send -> what it looks like, and whether it is looking
+        self._lanes: dict[str, dict[str, LaneMember]] = {}
+        # sid -> (expires, send)
+        self._claims: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"InMemorySendLedger(ids={len(self._ids)}, claimed={len(self._claims)})"
+
+    async def begin(self, message_id: str, fingerprint: str) -> LedgerEntry:
+        now = self._now()
+        _expire(self._ids, now)
+        held = self._ids.get(message_id)
+        if held is not None:
+            _, known, outcome = held
+            if known != fingerprint:
+                return LedgerEntry(state=LedgerState.CONFLICT)
+            if isinstance(outcome, str):
+                return LedgerEntry(state=LedgerState.IN_FLIGHT)
+            return LedgerEntry(state=LedgerState.DONE, outcome=outcome)
+        self._ids[message_id] = (now + self._ttl, fingerprint, _IN_FLIGHT)
+        _bound(self._ids, self._max)
+        return LedgerEntry(state=LedgerState.NEW)
+
+    async def finish(self, message_id: str, outcome: Mapping[str, object] | None) -> None:
+        held = self._ids.pop(message_id, None)
+        if held is not None and outcome is not None:
+            self._ids[message_id] = (self._now() + self._ttl, held[1], dict(outcome))
+
+    async def lane_enter(self, lane: str, send: str, key: str) -> None:
+        self._lanes.setdefault(lane, {})[send] = LaneMember(key)
+
+    async def lane_reconciling(self, lane: str, send: str) -> None:
+        sends = self._lanes.get(lane, {})
+        member = sends.get(send)
+        if member is not None:
+            sends[send] = LaneMember(member.key, reconciling=True)
+
+    async def lane_leave(self, lane: str, send: str) -> None:
+        sends = self._lanes.get(lane)
+        if sends is not None:
+            sends.pop(send, None)
+            if not sends:
+                del self._lanes[lane]
+
+    async def lane_others(self, lane: str, send: str) -> Mapping[str, LaneMember]:
+        return {s: m for s, m in self._lanes.get(lane, {}).items() if s != send}
+
+    async def claim_sid(self, sid: str, send: str, *, adopted: bool) -> str | None:
+        now = self._now()
+        _expire(self._claims, now)
+        held = self._claims.get(sid)
+        holder = None if held is None or held[1] == send else held[1]
+        if holder is not None and adopted:
+            return holder
+        self._claims.pop(sid, None)
+        self._claims[sid] = (now + self._ttl, send)
+        _bound(self._claims, self._max)
+        return holder
+
+    async def claimed(self, sids: Sequence[str]) -> frozenset[str]:
+        _expire(self._claims, self._now())
+        return frozenset(sid for sid in sids if sid in self._claims)
+
+
+def _expire(entries: OrderedDict[str, _Entry], now: float) -> None:
+    # Insertion order is expiry order (one ttl for all), so stop at the first live entry.
+    while entries:
+        first = next(iter(entries.values()))
+        if first[0] > now:
+            return
+        entries.popitem(last=False)
+
+
+def _bound(entries: OrderedDict[str, _Entry], limit: int) -> None:
+    while len(entries) > limit:
+        entries.popitem(last=False)

@@ -1,0 +1,17 @@
+"""Sending, as a pipeline of small stages (connector layer); see :mod:`.pipeline`."""
+
+from .guard import WindowGuard
+from .pipeline import SendPipeline, api_failure, create_stages
+from .stage import CreateStage, OutcomeUnknown, SendTrace
+from .templates import TemplateResolver
+
+__all__ = [
+    "CreateStage",
+    "OutcomeUnknown",
+    "SendPipeline",
+    "SendTrace",
+    "TemplateResolver",
+    "WindowGuard",
+    "api_failure",
+    "create_stages",
+]

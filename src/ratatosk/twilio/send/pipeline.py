@@ -1,0 +1,304 @@
+"""The send pipeline: one message in, one result out, every stage in its place.
+
+::
+
+    idempotency (ledger)  a message id already sent answers its first outcome
+    plan                  pure: every local refusal, before any I/O (outbound.plan_send)
+    window guard          free-form outside the 24-hour window refused (optional)
+    templates             a name becomes a Content SID (catalog, cache)
+    retry                 safe failures are tried again, with back-off
+      reconcile           an ambiguous failure is looked up, never blindly resent
+        throttle          the sender's rate (shared limiter), a cap on calls in flight
+          call            one request to Twilio, bounded by the send's deadline
+
+The create stages wrap one another (see ``stage.CreateStage``);
+:func:`create_stages` is where they are put in that order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from ...domain.message import Message
+from ...domain.result import ConnectorError, ConnectorResult, SendResult
+from ...domain.schema import ChannelSchema
+from ...domain.status import MessageStatus
+from ...ports import (
+    ApiError,
+    Clock,
+    CreateMessageRequest,
+    LedgerState,
+    MessageResource,
+    MessagingApi,
+    RateLimiter,
+    SendLedger,
+    TransportError,
+)
+from .. import wire
+from ..errors import TwilioErrorCodes, error, map_provider_code
+from ..outbound import SendConfig, SendPlan, plan_send
+from ..resilience import SendPolicy
+from .call import CallTwilio
+from .guard import WindowGuard
+from .reconcile import Reconcile
+from .retry import Retry
+from .stage import (
+    CreateStage,
+    OutcomeUnknown,
+    SendTrace,
+    describe,
+    lane_of,
+    match_key,
+    sender_of,
+)
+from .templates import TemplateResolver
+from .throttle import Throttle
+
+log = logging.getLogger("ratatosk.twilio")
+
+
+def create_stages(
+    api: MessagingApi,
+    policy: SendPolicy,
+    *,
+    ledger: SendLedger,
+    limiter: RateLimiter | None,
+    clock: Clock,
+    rng: random.Random,
+) -> CreateStage:
+    """Retry(Reconcile(Throttle(Call(api)))): reconcile left out when the policy says so."""
+    stage: CreateStage = CallTwilio(api, clock)
+    stage = Throttle(stage, limiter, clock, max_in_flight=policy.max_in_flight)
+    if policy.reconcile:
+        stage = Reconcile(stage, api, ledger, clock)
+    return Retry(stage, policy.retry, clock, rng)
+
+
+class SendPipeline:
+    """Sends one message through the stages; what ``send_message`` delegates to."""
+
+    def __init__(
+        self,
+        schema: ChannelSchema,
+        config: SendConfig,
+        *,
+        create: CreateStage,
+        templates: TemplateResolver,
+        ledger: SendLedger,
+        clock: Clock,
+        deadline: float,
+        guard: WindowGuard | None = None,
+    ) -> None:
+        self._schema = schema
+        self._config = config
+        self._create = create
+        self._templates = templates
+        self._ledger = ledger
+        self._clock = clock
+        self._deadline = deadline
+        self._guard = guard
+
+    async def send(self, message: Message) -> ConnectorResult[SendResult]:
+        plan = plan_send(self._schema, self._config, message)
+        if isinstance(plan, ConnectorError):
+            return ConnectorResult.failure(plan)
+        entry = await self._ledger.begin(message.id, _fingerprint(plan))
+        if entry.outcome is not None:
+            return _replay(message.id, entry.outcome)
+        if entry.state is not LedgerState.NEW:
+            return ConnectorResult.failure(_busy(message.id, entry.state))
+        trace: SendTrace | None = None
+        outcome: Mapping[str, object] | None = None
+        try:
+            result, trace = await self._send_planned(message, plan)
+            outcome = _outcome_of(result)
+        except BaseException:
+            if trace is None or trace.attempts:  # cancelled mid-create: Twilio may have it
+                outcome = {"error": _cancelled(message.id).to_dict()}
+            raise
+        finally:
+            await self._ledger.finish(message.id, outcome)
+        return result
+
+    async def _send_planned(
+        self, message: Message, plan: SendPlan
+    ) -> tuple[ConnectorResult[SendResult], SendTrace | None]:
+        if self._guard is not None:
+            closed = await self._guard.check(plan)
+            if closed is not None:
+                return ConnectorResult.failure(closed), None
+        request = await self._templates.resolve(plan)
+        if isinstance(request, ConnectorError):
+            return ConnectorResult.failure(request), None
+        trace = SendTrace(
+            send=message.id,
+            lane=lane_of(request),
+            key=match_key(request),
+            started=self._clock.now(),
+            deadline=self._clock.monotonic() + self._deadline,
+        )
+        await self._ledger.lane_enter(trace.lane, trace.send, trace.key)
+        try:
+            answer: MessageResource | ApiError | TransportError
+            try:
+                answer = await self._create.create(request, trace)
+            except TransportError as exc:
+                answer = exc
+            if isinstance(answer, MessageResource) and not trace.reconciled:
+                holder = await self._ledger.claim_sid(answer.sid, trace.send, adopted=False)
+                if holder is not None:
+                    log.error(
+                        "Twilio answered message %s with %s, which a reconcile had adopted for "
+                        "message %s: two results share one SID",
+                        message.id,
+                        answer.sid,
+                        holder,
+                    )
+        finally:
+            await self._ledger.lane_leave(trace.lane, trace.send)
+        if isinstance(answer, MessageResource):
+            return ConnectorResult.success(self._result(message, answer, trace)), trace
+        failure = _failure(answer, trace, request)
+        return ConnectorResult.failure(failure.with_details(message_id=message.id)), trace
+
+    def _result(self, message: Message, resource: MessageResource, trace: SendTrace) -> SendResult:
+        data: dict[str, Any] = {
+            "twilio_status": resource.status,
+            "to": resource.to,
+            "from": resource.from_,
+            "channel": "whatsapp",
+            "num_segments": resource.num_segments,
+            "num_media": resource.num_media,
+            "price": resource.price,
+            "price_unit": resource.price_unit,
+            "messaging_service_sid": resource.messaging_service_sid,
+            **trace.report(),
+        }
+        return SendResult(
+            message_id=message.id,
+            provider_message_id=resource.sid,
+            status=wire.map_status(resource.status),
+            timestamp=resource.date_created or self._clock.now(),
+            data={k: v for k, v in data.items() if v is not None},
+        )
+
+
+def _fingerprint(plan: SendPlan) -> str:
+    """What makes two sends of one message id 'the same message'."""
+    template = plan.template
+    named = (template.template_id, template.language) if template is not None else None
+    text = repr((plan.request.to_form(), named))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _failure(
+    answer: ApiError | TransportError, trace: SendTrace, request: CreateMessageRequest
+) -> ConnectorError:
+    if isinstance(answer, OutcomeUnknown):
+        cause = answer.cause
+        return error(
+            TwilioErrorCodes.SEND_OUTCOME_UNKNOWN,
+            f"Twilio may or may not have accepted the message ({answer.why}); it was not "
+            "resent; check before resending",
+            provider_code=cause.code if isinstance(cause, ApiError) else None,
+            to=request.to,
+            sender=sender_of(request),
+            attempted_at=trace.started.isoformat(),
+            **trace.report(),
+        )
+    if isinstance(answer, TransportError):
+        return error(
+            TwilioErrorCodes.SEND_WHATSAPP_MESSAGE_FAILED,
+            f"no usable answer from Twilio: {answer}",
+            maybe_delivered=answer.maybe_delivered,
+            **trace.report(),
+        )
+    code = map_provider_code(answer.code, answer.status)
+    return api_failure(code, "Twilio refused the message", answer).with_details(**trace.report())
+
+
+def api_failure(code: str, what: str, answer: ApiError) -> ConnectorError:
+    """A coded error from Twilio's answer, keeping its code, status and docs link."""
+    return error(
+        code,
+        f"{what}: {answer.message} (Twilio {answer.code or answer.status})",
+        provider_code=answer.code,
+        http_status=answer.status,
+        more_info=answer.more_info,
+        retry_after=answer.retry_after,
+    )
+
+
+def _outcome_of(result: ConnectorResult[SendResult]) -> Mapping[str, object] | None:
+    """What the ledger keeps for a message id: None when Twilio certainly has nothing."""
+    if result.value is not None:
+        sent = result.value
+        return {
+            "sid": sent.provider_message_id,
+            "status": sent.status.value,
+            "timestamp": sent.timestamp.isoformat(),
+            "data": dict(sent.data),
+        }
+    failure = result.error
+    assert failure is not None
+    maybe_sent = failure.code == TwilioErrorCodes.SEND_OUTCOME_UNKNOWN or (
+        failure.code == TwilioErrorCodes.SEND_WHATSAPP_MESSAGE_FAILED
+        and failure.details.get("maybe_delivered") is True
+    )
+    return {"error": failure.to_dict()} if maybe_sent else None
+
+
+def _replay(message_id: str, outcome: Mapping[str, Any]) -> ConnectorResult[SendResult]:
+    """The first send's outcome, again: the second call of one message id sends nothing."""
+    if "error" in outcome:
+        first: Mapping[str, Any] = outcome["error"]
+        return ConnectorResult.failure(
+            ConnectorError(
+                code=first["code"],
+                message=first["message"],
+                domain=first["domain"],
+                provider_code=first["provider_code"],
+                details={**first["details"], "replayed": True},
+            )
+        )
+    return ConnectorResult.success(
+        SendResult(
+            message_id=message_id,
+            provider_message_id=outcome["sid"],
+            status=MessageStatus(outcome["status"]),
+            timestamp=dt.datetime.fromisoformat(outcome["timestamp"]),
+            data={**outcome["data"], "replayed": True},
+        )
+    )
+
+
+def _busy(message_id: str, state: LedgerState) -> ConnectorError:
+    if state is LedgerState.IN_FLIGHT:
+        return error(
+            TwilioErrorCodes.SEND_IN_PROGRESS,
+            f"message {message_id!r} is being sent by another call; its result will be "
+            "the result of this id",
+            message_id=message_id,
+        )
+    return error(
+        TwilioErrorCodes.MESSAGE_ID_REUSED,
+        f"message id {message_id!r} was already used for a different message; "
+        "give each message its own id",
+        message_id=message_id,
+    )
+
+
+def _cancelled(message_id: str) -> ConnectorError:
+    return error(
+        TwilioErrorCodes.SEND_OUTCOME_UNKNOWN,
+        "the send was cancelled while Twilio was being asked; it may have been sent",
+        message_id=message_id,
+    )
+
+
+__all__ = ["SendPipeline", "api_failure", "create_stages", "describe"]

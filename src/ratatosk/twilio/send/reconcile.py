@@ -1,0 +1,146 @@
+"""After a lost or ambiguous answer: find out whether Twilio created the message.
+
+Twilio's Create Message has no idempotency key, so after an answer that may
+hide a created message the only safe move is to look, never to resend
+(adr/0005). Looking has its own trap: the recipient's recent messages may
+hold another send's message that looks just like ours. So a message is
+adopted only when nothing else could have created it (adr/0016):
+
+* while another send whose message could pass for ours (same recipient and
+  sender, same media count, same body unless one is a template) is still
+  waiting for Twilio's answer, wait for it: once answered, its SID is
+  claimed and can no longer be mistaken for ours;
+* if such a send is itself looking, the candidates cannot be told apart:
+  refuse to guess (the outcome stays unknown);
+* a SID already claimed by any send is never adopted, and adoption is itself
+  a claim, so two sends can never report one SID.
+
+The lane bookkeeping lives in the ``SendLedger`` port, so it holds across
+processes when the ledger is shared.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Final
+
+from ...ports import (
+    ApiError,
+    Clock,
+    CreateMessageRequest,
+    MessageQuery,
+    MessageResource,
+    MessagingApi,
+    SendLedger,
+    TransportError,
+)
+from ..resilience import AMBIGUOUS_STATUSES, sent_matches
+from .stage import CreateStage, OutcomeUnknown, SendTrace, confusable, describe
+
+log = logging.getLogger("ratatosk.twilio")
+
+#: The recipient's newest messages a reconcile reads: a busy recipient still fits in one page.
+PAGE_SIZE: Final = 200
+#: How often a reconcile looks again at the lane while another send awaits its answer.
+POLL_SECONDS: Final = 0.05
+#: How long at most a reconcile waits for the other sends of its lane to be answered.
+MAX_WAIT_SECONDS: Final = 15.0
+
+
+class Reconcile:
+    """Turns an ambiguous failure into the created message, a safe retry, or an unknown outcome.
+
+    * a lost answer or a 500/502/504: look; found -> the message, else
+      :class:`OutcomeUnknown` (never resent);
+    * a 503 (normally safe to retry, but Twilio's 5xx are ambiguous): look
+      first; found -> the message, else the 503 goes on to the retry stage.
+    """
+
+    def __init__(
+        self, inner: CreateStage, api: MessagingApi, ledger: SendLedger, clock: Clock
+    ) -> None:
+        self._inner = inner
+        self._api = api
+        self._ledger = ledger
+        self._clock = clock
+
+    async def create(
+        self, request: CreateMessageRequest, trace: SendTrace
+    ) -> MessageResource | ApiError:
+        try:
+            answer = await self._inner.create(request, trace)
+        except OutcomeUnknown:
+            raise
+        except TransportError as exc:
+            if not exc.maybe_delivered:
+                raise
+            return await self._settle(request, trace, exc)
+        if isinstance(answer, ApiError) and answer.status >= 500:
+            return await self._settle(request, trace, answer)
+        return answer
+
+    async def _settle(
+        self, request: CreateMessageRequest, trace: SendTrace, failure: ApiError | TransportError
+    ) -> MessageResource | ApiError:
+        await self._ledger.lane_reconciling(trace.lane, trace.send)
+        try:
+            found, why = await self._look(request, trace)
+        finally:
+            # Back among the senders of the lane: a retry may follow (after a 503).
+            await self._ledger.lane_enter(trace.lane, trace.send, trace.key)
+        if found is not None:
+            trace.reconciled = True
+            log.info("ambiguous send %s reconciled: Twilio has %s", trace.send, found.sid)
+            return found
+        if isinstance(failure, ApiError) and failure.status not in AMBIGUOUS_STATUSES:
+            return failure  # a 503 with nothing created: the retry stage may resend
+        raise OutcomeUnknown(failure, f"{describe(failure)}; {why}")
+
+    async def _look(
+        self, request: CreateMessageRequest, trace: SendTrace
+    ) -> tuple[MessageResource | None, str]:
+        give_up = min(trace.deadline, self._clock.monotonic() + MAX_WAIT_SECONDS)
+        while True:
+            others = await self._ledger.lane_others(trace.lane, trace.send)
+            rivals = [m for m in others.values() if confusable(trace.key, m.key)]
+            looking = any(m.reconciling for m in rivals)
+            if all(m.reconciling for m in rivals):
+                break
+            if self._clock.monotonic() >= give_up:
+                return None, "another send to the same recipient was never answered"
+            await self._clock.sleep(POLL_SECONDS)
+        for _ in range(3):  # a claim race lost to another send: look again
+            candidates = await self._candidates(request, trace.started)
+            if candidates is None:
+                return None, "Twilio's message list could not be read"
+            if not candidates:
+                return None, "not found among the recipient's recent messages"
+            if looking:
+                return None, "another lost send to the same recipient could have created it"
+            found = candidates[0]
+            holder = await self._ledger.claim_sid(found.sid, trace.send, adopted=True)
+            if holder is None:
+                return found, "found"
+        return None, "every matching message was claimed by another send"
+
+    async def _candidates(
+        self, request: CreateMessageRequest, started: dt.datetime
+    ) -> list[MessageResource] | None:
+        """Unclaimed messages that match ``request``, oldest first; None when unreadable."""
+        query = MessageQuery(
+            to=request.to,
+            from_=request.from_,
+            date_sent_after=(started - dt.timedelta(days=1)).date(),
+            page_size=PAGE_SIZE,
+        )
+        for _ in range(2):
+            try:
+                page = await self._api.list_messages(query)
+            except TransportError:
+                continue
+            if isinstance(page, ApiError):
+                return None
+            claimed = await self._ledger.claimed([m.sid for m in page.messages])
+            return sent_matches(request, page.messages, not_before=started, claimed=claimed)
+        return None

@@ -1,0 +1,101 @@
+"""What every create stage shares: the per-send trace and the stage shape.
+
+A create stage has the shape of ``MessagingApi.create_message`` plus the
+send's :class:`SendTrace`: it answers a resource or an ``ApiError`` and
+raises ``TransportError`` when no answer came. Stages wrap one another the
+way a retrying transport wraps a transport, so each is tested with a tiny
+stub inside it, and the composition root can reorder or leave one out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any, Protocol
+
+import attrs
+
+from ...ports import ApiError, CreateMessageRequest, MessageResource, TransportError
+
+
+@attrs.define(kw_only=True)
+class SendTrace:
+    """What one send took: filled in by the stages, reported in the result.
+
+    ``send`` names the send in the ledger (its message id); ``lane`` groups
+    the sends a reconcile could confuse (same recipient, same sender).
+    ``deadline`` is on the clock's monotonic scale.
+    """
+
+    send: str
+    lane: str
+    key: str
+    started: dt.datetime
+    deadline: float
+    attempts: int = 0
+    waited: float = 0.0  #: seconds of retry back-off
+    paced: float = 0.0  #: seconds waited for the sender's rate limit
+    reconciled: bool = False  #: the message was found at Twilio after a lost answer
+
+    def report(self) -> dict[str, Any]:
+        """The trace as result data: how many attempts, how long it waited, reconciled or not."""
+        return {
+            "attempts": self.attempts,
+            "waited_seconds": round(self.waited, 6),
+            "paced_seconds": round(self.paced, 6),
+            "reconciled": self.reconciled,
+        }
+
+
+class OutcomeUnknown(TransportError):
+    """Twilio may have created the message and looking could not tell; never resend.
+
+    ``cause`` is the failure that made the outcome ambiguous; ``why`` says
+    what the reconcile saw (nothing matched, or it could not tell candidates apart).
+    """
+
+    def __init__(self, cause: ApiError | TransportError, why: str) -> None:
+        super().__init__(why, maybe_delivered=True)
+        self.cause = cause
+        self.why = why
+
+
+class CreateStage(Protocol):
+    async def create(
+        self, request: CreateMessageRequest, trace: SendTrace
+    ) -> MessageResource | ApiError: ...
+
+
+def sender_of(request: CreateMessageRequest) -> str:
+    """The key Twilio paces and a reconcile groups by: the sender number or the service."""
+    return request.from_ or request.messaging_service_sid or ""
+
+
+def lane_of(request: CreateMessageRequest) -> str:
+    return f"{sender_of(request)}>{request.to}"
+
+
+def match_key(request: CreateMessageRequest) -> str:
+    """What a reconcile can tell of the message ``request`` creates: media count and body.
+
+    A template's body is rendered by Twilio and a media message may have
+    none, so for those the body is a wildcard (``*``).
+    """
+    media = len(request.media_urls)
+    if request.body is None or request.content_sid is not None:
+        return f"{media}|*"
+    digest = hashlib.blake2b(request.body.encode("utf-8", "surrogatepass"), digest_size=8)
+    return f"{media}|{digest.hexdigest()}"
+
+
+def confusable(key: str, other: str) -> bool:
+    """Whether a message of one send could be taken for the other's by the matcher."""
+    media, _, body = key.partition("|")
+    other_media, _, other_body = other.partition("|")
+    return media == other_media and (body == other_body or "*" in (body, other_body))
+
+
+def describe(failure: ApiError | TransportError) -> str:
+    if isinstance(failure, TransportError):
+        return str(failure)
+    return f"HTTP {failure.status}, Twilio {failure.code}"
