@@ -1,9 +1,9 @@
 """Message content (domain layer).
 
-Outbound content is text, one media item, or a template. Inbound WhatsApp
-messages can also carry a location, a button reply or several media items;
-they get typed content too instead of untyped string properties, so callers
-never have to dig coordinates out of a dict.
+Outbound content is text, one media item, a template or a location. Inbound
+WhatsApp messages can also carry a button reply or several media items; they
+get typed content too instead of untyped string properties, so callers never
+have to dig coordinates out of a dict.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class TemplateContent:
 
 @attrs.frozen(kw_only=True)
 class LocationContent:
-    """A shared location (inbound WhatsApp only)."""
+    """A shared location, received from a customer or sent to one (WhatsApp)."""
 
     latitude: float
     longitude: float

@@ -2,8 +2,8 @@
 
 Declares exactly what the documentation's Schema table says, plus the
 capabilities the sibling implements (receiving, state handling, media, health)
-and the parameters this package adds (FromNumber, MessagingServiceSid,
-ApiBaseUrl, StrictNumbers).
+and what this package adds: the parameters FromNumber, MessagingServiceSid,
+ApiBaseUrl and StrictNumbers, and sending locations (Twilio's PersistentAction).
 """
 
 from __future__ import annotations
@@ -125,7 +125,9 @@ class TwilioChannelSchemas:
             | Capability.HEALTH_CHECK
             | Capability.BULK_MESSAGING
         ),
-        content_types=frozenset({ContentType.PLAIN_TEXT, ContentType.MEDIA, ContentType.TEMPLATE}),
+        content_types=frozenset(
+            {ContentType.PLAIN_TEXT, ContentType.MEDIA, ContentType.TEMPLATE, ContentType.LOCATION}
+        ),
         endpoints=(EndpointSpec(type=EndpointType.PHONE_NUMBER, can_send=True, can_receive=True),),
         parameters=_PARAMETERS,
         authentication=AuthenticationSpec(

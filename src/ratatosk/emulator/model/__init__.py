@@ -32,7 +32,7 @@ from .records import (
     StatusCallback,
     error_body,
 )
-from .validation import CreateParams, is_whatsapp_address, validate_create
+from .validation import CreateParams, is_geo_action, is_whatsapp_address, validate_create
 from .webhooks import Location, inbound_form, status_callback_params
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "TwilioModel",
     "error_body",
     "inbound_form",
+    "is_geo_action",
     "is_whatsapp_address",
     "stable_content_sid",
     "status_callback_params",

@@ -258,7 +258,12 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
     def dump(self) -> list[dict[str, object]]:
         """Every stored message with its callback URL, for debugging."""
         return [
-            {**m.to_json(), "status_callback": m.status_callback, "form": [list(p) for p in m.form]}
+            {
+                **m.to_json(),
+                "status_callback": m.status_callback,
+                "persistent_action": list(m.persistent_action),
+                "form": [list(p) for p in m.form],
+            }
             for m in self._messages.values()
         ]
 
@@ -291,6 +296,7 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
             status_callback=params.status_callback,
             content_sid=params.content_sid,
             media_urls=params.media_urls,
+            persistent_action=params.persistent_action,
             seq=self._next_seq(),
         )
         failure = self._failure_code(params, template, params.from_ or self.service_sender)

@@ -46,6 +46,8 @@ class StoredMessage:
     status_callback: str | None = None
     content_sid: str | None = None
     media_urls: tuple[str, ...] = ()
+    #: WhatsApp rich actions (a location pin); Twilio's JSON does not show them.
+    persistent_action: tuple[str, ...] = ()
     price: str | None = None
     error_code: int | None = None
     error_message: str | None = None

@@ -16,7 +16,11 @@ carrying the first problem Twilio would report. Codes (twilio-facts §1.2, §5):
   non-empty string or number values (at most 100, each at most 1600 chars);
 * 21658 ``ValidityPeriod`` not an integer in 1..36000 (Twilio's "parameter
   over its limit"; Twilio documents no dedicated code);
-* 21609 ``StatusCallback`` not an absolute http(s) URL, or a host with ``_``.
+* 21609 ``StatusCallback`` not an absolute http(s) URL, or a host with ``_``;
+* 20001 a ``PersistentAction`` that is not a location ``geo:LAT,LONG`` or
+  ``geo:LAT,LONG|LABEL`` with LAT in -90..90 and LONG in -180..180 (Twilio's
+  "invalid parameter"; it documents no dedicated code). A location still
+  needs a ``Body`` (21602), as Twilio sends it with one.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ MAX_VALIDITY: Final = 36000
 _WHATSAPP_SHAPE = re.compile(r"whatsapp:\+[1-9][0-9]{1,14}")
 _CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
 _SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+_GEO = re.compile(r"geo:([+-]?\d{1,3}(?:\.\d+)?),([+-]?\d{1,3}(?:\.\d+)?)(?:\|(.+))?", re.DOTALL)
 
 
 @attrs.frozen(kw_only=True)
@@ -53,6 +58,7 @@ class CreateParams:
     messaging_service_sid: str | None
     body: str | None
     media_urls: tuple[str, ...]
+    persistent_action: tuple[str, ...]
     content_sid: str | None
     content_variables: Mapping[str, str]
     status_callback: str | None
@@ -120,6 +126,10 @@ def validate_create(
         if parsed is None:
             return error_reply(21656, "The ContentVariables Parameter is invalid.")
         variables = parsed
+    actions = tuple(value for name, value in form if name == "PersistentAction" and value != "")
+    bad_action = next((a for a in actions if not is_geo_action(a)), None)
+    if bad_action is not None:
+        return error_reply(20001, f"Invalid parameter PersistentAction: {bad_action[:80]}")
     validity = _validity(_first(form, "ValidityPeriod"))
     if isinstance(validity, Reply):
         return validity
@@ -132,6 +142,7 @@ def validate_create(
         messaging_service_sid=service,
         body=body,
         media_urls=media,
+        persistent_action=actions,
         content_sid=content_sid,
         content_variables=variables,
         status_callback=callback,
@@ -160,6 +171,16 @@ def _content_problem(
     if content_sid is not None and not _CONTENT_SID.fullmatch(content_sid):
         return error_reply(21655, "The ContentSid is Invalid.")
     return None
+
+
+def is_geo_action(action: str) -> bool:
+    """``geo:LAT,LONG`` or ``geo:LAT,LONG|LABEL``, the coordinates within range."""
+    match = _GEO.fullmatch(action)
+    if match is None:
+        return False
+    latitude, longitude, label = float(match[1]), float(match[2]), match[3]
+    in_range = -90 <= latitude <= 90 and -180 <= longitude <= 180
+    return in_range and (label is None or bool(label.strip()))
 
 
 def parse_content_variables(raw: str) -> Mapping[str, str] | None:
@@ -204,6 +225,7 @@ __all__ = [
     "MAX_VALIDITY",
     "MAX_VARIABLES",
     "CreateParams",
+    "is_geo_action",
     "is_whatsapp_address",
     "parse_content_variables",
     "validate_create",
