@@ -1,0 +1,222 @@
+"""The send-side state ports' contracts: ``RateLimiter``, ``SendLedger``, ``TemplateCache``.
+
+One suite per port, run against every adapter in its ``*_ADAPTERS`` table.
+An adapter joins by adding a builder that takes a monotonic time source
+(and a way to let that time pass): everything below speaks only through the
+port, so a shared store (Redis) runs the same checks unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import pytest
+
+from ratatosk.adapters.memory import (
+    InMemoryRateLimiter,
+    InMemorySendLedger,
+    InMemoryTemplateCache,
+)
+from ratatosk.ports import LedgerState, RateLimiter, SendLedger, TemplateCache, TemplateInfo
+
+
+class ManualMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@attrs.frozen
+class Subject:
+    make: Callable[..., Any]
+    advance: Callable[[float], Awaitable[None]]
+
+
+def _in_memory(build: Callable[..., Any]) -> Callable[[], Subject]:
+    def subject() -> Subject:
+        clock = ManualMonotonic()
+        return Subject(lambda **kw: build(clock, **kw), clock.advance)
+
+    return subject
+
+
+LIMITER_ADAPTERS = {
+    "in-memory": _in_memory(
+        lambda clock, rate=10.0, burst=2.0: InMemoryRateLimiter(rate, burst, clock)
+    )
+}
+LEDGER_ADAPTERS = {
+    "in-memory": _in_memory(lambda clock, ttl=3600.0: InMemorySendLedger(clock, ttl=ttl))
+}
+CACHE_ADAPTERS = {"in-memory": _in_memory(InMemoryTemplateCache)}
+
+
+@pytest.fixture(params=sorted(LIMITER_ADAPTERS))
+def limiter_subject(request: Any) -> Subject:
+    return LIMITER_ADAPTERS[request.param]()
+
+
+@pytest.fixture(params=sorted(LEDGER_ADAPTERS))
+def ledger_subject(request: Any) -> Subject:
+    return LEDGER_ADAPTERS[request.param]()
+
+
+@pytest.fixture(params=sorted(CACHE_ADAPTERS))
+def cache_subject(request: Any) -> Subject:
+    return CACHE_ADAPTERS[request.param]()
+
+
+# --- RateLimiter -------------------------------------------------------------------------
+
+
+class TestRateLimiter:
+    async def test_a_burst_goes_at_once_then_requests_are_spaced_by_the_rate(
+        self, limiter_subject: Subject
+    ) -> None:
+        limiter: RateLimiter = limiter_subject.make(rate=10.0, burst=2.0)
+        waits = [await limiter.reserve("whatsapp:+14155238886") for _ in range(4)]
+        assert waits[:2] == [0.0, 0.0]
+        assert waits[2] == pytest.approx(0.1)
+        assert waits[3] == pytest.approx(0.2)  # booked behind the one before: fair queueing
+
+    async def test_senders_do_not_share_a_budget(self, limiter_subject: Subject) -> None:
+        limiter: RateLimiter = limiter_subject.make(rate=10.0, burst=1.0)
+        assert await limiter.reserve("a") == 0.0
+        assert await limiter.reserve("b") == 0.0
+        assert await limiter.reserve("a") > 0.0
+
+    async def test_the_budget_refills_with_time(self, limiter_subject: Subject) -> None:
+        limiter: RateLimiter = limiter_subject.make(rate=10.0, burst=1.0)
+        assert await limiter.reserve("a") == 0.0
+        await limiter_subject.advance(0.1)
+        assert await limiter.reserve("a") == pytest.approx(0.0, abs=1e-9)
+
+    async def test_concurrent_reservations_never_share_a_slot(
+        self, limiter_subject: Subject
+    ) -> None:
+        limiter: RateLimiter = limiter_subject.make(rate=100.0, burst=1.0)
+        waits = await asyncio.gather(*(limiter.reserve("a") for _ in range(20)))
+        assert sorted(round(w, 6) for w in waits) == [round(i / 100, 6) for i in range(20)]
+
+
+# --- SendLedger ----------------------------------------------------------------------------
+
+
+class TestSendLedgerIdempotency:
+    async def test_a_new_id_is_sent_and_its_outcome_answers_a_repeat(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        assert (await ledger.begin("m1", "f")).state is LedgerState.NEW
+        assert (await ledger.begin("m1", "f")).state is LedgerState.IN_FLIGHT
+        await ledger.finish("m1", {"sid": "SM1"})
+        again = await ledger.begin("m1", "f")
+        assert again.state is LedgerState.DONE
+        assert again.outcome == {"sid": "SM1"}
+
+    async def test_other_content_under_a_used_id_is_a_conflict(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        await ledger.begin("m1", "f")
+        assert (await ledger.begin("m1", "g")).state is LedgerState.CONFLICT
+        await ledger.finish("m1", {"sid": "SM1"})
+        assert (await ledger.begin("m1", "g")).state is LedgerState.CONFLICT
+
+    async def test_finishing_with_nothing_sent_forgets_the_id(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        await ledger.begin("m1", "f")
+        await ledger.finish("m1", None)
+        assert (await ledger.begin("m1", "g")).state is LedgerState.NEW
+
+    async def test_outcomes_expire(self, ledger_subject: Subject) -> None:
+        ledger: SendLedger = ledger_subject.make(ttl=60.0)
+        await ledger.begin("m1", "f")
+        await ledger.finish("m1", {"sid": "SM1"})
+        await ledger_subject.advance(61.0)
+        assert (await ledger.begin("m1", "f")).state is LedgerState.NEW
+
+    async def test_only_one_of_many_concurrent_begins_is_new(self, ledger_subject: Subject) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        states = await asyncio.gather(*(ledger.begin("m1", "f") for _ in range(10)))
+        assert [s.state for s in states].count(LedgerState.NEW) == 1
+
+
+class TestSendLedgerLanesAndClaims:
+    async def test_lanes_list_the_other_sends_with_their_keys(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        await ledger.lane_enter("lane", "a", "0|x")
+        await ledger.lane_enter("lane", "b", "0|*")
+        await ledger.lane_enter("other", "c", "0|x")
+        others = await ledger.lane_others("lane", "a")
+        assert set(others) == {"b"}
+        assert others["b"].key == "0|*"
+        assert not others["b"].reconciling
+        await ledger.lane_reconciling("lane", "b")
+        assert (await ledger.lane_others("lane", "a"))["b"].reconciling
+        await ledger.lane_enter("lane", "b", "0|*")  # back to sending: a retry follows
+        assert not (await ledger.lane_others("lane", "a"))["b"].reconciling
+        await ledger.lane_leave("lane", "b")
+        assert await ledger.lane_others("lane", "a") == {}
+
+    async def test_an_adopting_claim_never_takes_a_claimed_sid(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        assert await ledger.claim_sid("SM1", "a", adopted=False) is None
+        assert await ledger.claim_sid("SM1", "b", adopted=True) == "a"
+        assert await ledger.claimed(["SM1", "SM2"]) == frozenset({"SM1"})
+        assert await ledger.claim_sid("SM2", "b", adopted=True) is None
+        assert await ledger.claim_sid("SM2", "b", adopted=True) is None  # its own: fine
+
+    async def test_an_answer_for_an_adopted_sid_names_the_adopter(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        await ledger.claim_sid("SM1", "a", adopted=True)
+        assert await ledger.claim_sid("SM1", "b", adopted=False) == "a"
+
+    async def test_only_one_of_concurrent_adoptions_wins(self, ledger_subject: Subject) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        holders = await asyncio.gather(
+            *(ledger.claim_sid("SM1", f"s{i}", adopted=True) for i in range(10))
+        )
+        assert holders.count(None) == 1
+
+
+# --- TemplateCache -------------------------------------------------------------------------
+
+ORDER = TemplateInfo(sid="HX" + "a" * 32, friendly_name="order_confirmed", language="en")
+
+
+class TestTemplateCache:
+    async def test_nothing_is_known_until_stored(self, cache_subject: Subject) -> None:
+        cache: TemplateCache = cache_subject.make()
+        assert await cache.get("order_confirmed", None) == (False, None)
+
+    async def test_hits_and_remembered_misses_until_they_expire(
+        self, cache_subject: Subject
+    ) -> None:
+        cache: TemplateCache = cache_subject.make()
+        await cache.put("order_confirmed", "en", ORDER, 300.0)
+        await cache.put("typo", None, None, 10.0)
+        assert await cache.get("order_confirmed", "en") == (True, ORDER)
+        assert await cache.get("order_confirmed", None) == (False, None)  # language is the key
+        assert await cache.get("typo", None) == (True, None)
+        await cache_subject.advance(11.0)
+        assert await cache.get("typo", None) == (False, None)
+        assert await cache.get("order_confirmed", "en") == (True, ORDER)
+        await cache_subject.advance(300.0)
+        assert await cache.get("order_confirmed", "en") == (False, None)
