@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
+import subprocess
 import threading
+import time
 from typing import Any
 
 from aiohttp import web
@@ -69,3 +73,35 @@ def emulator_in_thread(thread: LoopThread, **options: Any) -> RunningEmulator:
     """An emulator served from ``thread``'s loop (close it with ``thread.run(e.close())``)."""
     running: RunningEmulator = thread.run(start_emulator(**options))
     return running
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (for a server started in another process)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Return once ``process`` accepts connections on ``port``; raise if it died first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> tuple[str, str]:
+    """SIGTERM, then its stdout and stderr; killed (and the test failed) if it hangs."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    return out.decode(errors="replace"), err.decode(errors="replace")

@@ -8,6 +8,9 @@ findings with what the server does now.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
@@ -15,9 +18,11 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from resilience_support import serve_app
 
 from ratatosk import ConnectionSettings, ReceiveResult, StatusUpdate
+from ratatosk.adapters.http_server import RunningServer, _BriefMalformedRequests, start_server
 from ratatosk.adapters.webhook_server import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
@@ -196,3 +201,151 @@ async def test_the_answer_body_of_a_repeat_is_empty_twiml(hooks: Hooks) -> None:
     first = await hooks.post(PATH, inbound())
     again = await hooks.post(PATH, inbound(), token="other")
     assert first == again == (200, TwiML.EMPTY)
+
+
+# --- 2. idle and half-sent connections are closed ------------------------------------------
+
+
+async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes; a hang guard, not a timing check."""
+    received = b""
+    async with asyncio.timeout(30):
+        while chunk := await reader.read(65536):
+            received += chunk
+    return received
+
+
+@pytest.fixture
+async def short_idle() -> AsyncIterator[RunningServer]:
+    app = web.Application()
+    app.router.add_get("/ping", _pong)
+    server = await start_server(app, idle_timeout=0.5)
+    yield server
+    await server.close()
+
+
+async def _pong(_: web.Request) -> web.Response:
+    return web.Response(text="pong")
+
+
+class TestIdleConnections:
+    """``start_server`` bounds how long a connection may hold a socket without a request."""
+
+    async def test_a_connection_that_sends_nothing_is_closed(
+        self, short_idle: RunningServer
+    ) -> None:
+        """Connect and stay silent: the server closes the connection."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", short_idle.port)
+        assert await read_until_closed(reader) == b""
+        writer.close()
+
+    async def test_half_sent_headers_are_closed(self, short_idle: RunningServer) -> None:
+        """Half the headers, then nothing: closed without an answer."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", short_idle.port)
+        writer.write(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+        await writer.drain()
+        assert await read_until_closed(reader) == b""
+        writer.close()
+
+    async def test_headers_trickled_byte_by_byte_are_closed(
+        self, short_idle: RunningServer
+    ) -> None:
+        """Each byte arriving in time does not extend the bound: headers must be complete."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", short_idle.port)
+        closed = asyncio.create_task(read_until_closed(reader))
+        for byte in b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"s" * 400:
+            if closed.done() or writer.is_closing():
+                break
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except ConnectionError:
+                break
+            await asyncio.sleep(0.05)
+        assert await closed == b""
+        writer.close()
+
+    async def test_an_idle_keep_alive_connection_is_closed_after_its_answer(
+        self, short_idle: RunningServer
+    ) -> None:
+        """A whole request is answered; the connection kept alive after it is then closed."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", short_idle.port)
+        writer.write(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        received = await read_until_closed(reader)
+        assert received.startswith(b"HTTP/1.1 200")
+        assert received.endswith(b"pong")
+        writer.close()
+
+    async def test_the_webhook_server_keeps_serving_while_idlers_wait(
+        self, short_idle: RunningServer
+    ) -> None:
+        """Fifty silent connections do not stop a request from being answered."""
+        idlers = [await asyncio.open_connection("127.0.0.1", short_idle.port) for _ in range(50)]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(short_idle.url + "/ping") as response,
+        ):
+            assert await response.text() == "pong"
+        assert [await read_until_closed(r) for r, _ in idlers] == [b""] * 50
+        for _, writer in idlers:
+            writer.close()
+
+    def test_the_bound_must_be_positive(self) -> None:
+        """An idle timeout of zero would mean aiohttp's hour: refused."""
+        with pytest.raises(ValueError, match="idle_timeout"):
+            asyncio.run(start_server(web.Application(), idle_timeout=0))
+
+
+# --- 6. malformed HTTP is logged briefly, rate-limited --------------------------------------
+
+
+def _aiohttp_record(error: BaseException) -> logging.LogRecord:
+    """The record aiohttp's request handler logs for a request it could not handle."""
+    try:
+        raise error
+    except BaseException:
+        exc_info = sys.exc_info()
+    return logging.LogRecord(
+        "ratatosk.http", logging.ERROR, __file__, 1, "Error handling request from %s",
+        ("127.0.0.1",), exc_info,
+    )  # fmt: skip
+
+
+class TestMalformedRequestLog:
+    """The filter ``start_server`` puts on aiohttp's server logger."""
+
+    def test_a_burst_then_counted_then_reported(self) -> None:
+        """Two lines a period, no traceback, no header text; the rest counted and reported."""
+        clock = ManualMonotonic()
+        brief = _BriefMalformedRequests(2, 60.0, clock)
+        bad_header = "\x1b[2J" + "h" * 8000
+        records = [_aiohttp_record(LineTooLong(bad_header, "8190")) for _ in range(5)]
+        passed = [r for r in records if brief.filter(r)]
+        assert len(passed) == 2
+        for record in passed:
+            assert record.exc_info is None
+            assert record.levelno == logging.WARNING
+            assert "\x1b" not in record.getMessage()
+            assert len(record.getMessage()) < 200
+        assert "only counted" in passed[1].getMessage()
+        clock.now += 61
+        later = _aiohttp_record(LineTooLong(bad_header, "8190"))
+        assert brief.filter(later)
+        assert "3 more before this were not logged" in later.getMessage()
+
+    def test_other_errors_keep_their_traceback(self) -> None:
+        """A bug in a handler is not a malformed request: logged as aiohttp logs it."""
+        brief = _BriefMalformedRequests(0, 60.0, ManualMonotonic())
+        record = _aiohttp_record(RuntimeError("a bug"))
+        assert brief.filter(record)
+        assert record.exc_info is not None
+        assert record.levelno == logging.ERROR
+
+
+class ManualMonotonic:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -14,8 +14,8 @@ import socket
 import time
 
 import aiohttp
-from aiohttp import web
 
+from ..adapters.http_server import RunningServer, start_server
 from ..adapters.templates import ContentApiTemplateCatalog
 from ..adapters.webhook_server import create_webhook_app
 from ..bootstrap import build_connector
@@ -129,7 +129,7 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
     connector = build_connector(
         settings, environ={}, template_catalog=ContentApiTemplateCatalog.from_settings(settings)
     )
-    runner: web.AppRunner | None = None
+    server: RunningServer | None = None
     try:
         (await connector.initialize()).unwrap()
         app = create_webhook_app(
@@ -139,9 +139,7 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
             on_message=watcher.on_message,
             on_status=watcher.on_status,
         )
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
+        server = await start_server(app, sock=sock)
         out.emit(
             "start", f"Twilio emulator  {emulator.url}\nwebhook server   {public}{WEBHOOK_PATH}"
         )
@@ -171,8 +169,8 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
         return EXIT_OK if ok else EXIT_FAILED
     finally:
         await connector.shutdown()
-        if runner is not None:
-            await runner.cleanup()
+        if server is not None:
+            await server.close()
         await emulator.close()
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 from typing import Any
 
-from aiohttp import web
-
+from ..adapters.http_server import start_server, wait_for_stop_signal
 from ..adapters.webhook_server import DEFAULT_PREFIX, create_webhook_app
 from ..bootstrap import build_connector
 from ..domain.result import ReceiveResult, StatusUpdate
@@ -46,25 +44,17 @@ async def _serve(args: argparse.Namespace, out: Output) -> int:
         on_status=on_status,
         trust_forwarded=args.trust_forwarded,
     )
-    runner = web.AppRunner(app, shutdown_timeout=5.0)  # Ctrl-C should not hang a minute
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    await site.start()
+    server = await start_server(app, args.host, args.port)
     out.emit(
         "listening",
         f"webhooks on http://{args.host}:{args.port}{DEFAULT_PREFIX} (public {public_url})",
         url=public_url,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # Explicit handlers: a server started in the background may inherit an ignored SIGINT.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
         out.emit("stopped", "stopping: closing connections")
     finally:
-        await runner.cleanup()
+        await server.close()
         await connector.shutdown()
     return EXIT_OK
 

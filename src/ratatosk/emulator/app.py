@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from ..adapters.http_server import RunningServer, start_server, wait_for_stop_signal
 from .callbacks import (
     MODEL_KEY,
     STATE_KEY,
@@ -245,8 +246,8 @@ async def _fetch_content(request: web.Request) -> web.StreamResponse:
 class RunningEmulator:
     """A started emulator: ``url``, ``model``, ``inject_inbound``, ``await close()``."""
 
-    def __init__(self, runner: web.AppRunner, url: str, app: web.Application) -> None:
-        self._runner = runner
+    def __init__(self, server: RunningServer, url: str, app: web.Application) -> None:
+        self._server = server
         self.url = url
         self.app = app
         self.model = app[MODEL_KEY]
@@ -269,7 +270,7 @@ class RunningEmulator:
         return await send_inbound(self.app, url, **inbound_fields(fields))
 
     async def close(self) -> None:
-        await self._runner.cleanup()
+        await self._server.close()
 
     async def __aenter__(self) -> RunningEmulator:
         return self
@@ -298,13 +299,11 @@ async def start_emulator(
         raise TypeError(f"pass either a model or model options, not both: {sorted(options)}")
     model = model or build_model(**options)
     app = create_emulator_app(model, callback_delay=callback_delay, public_base_url=public_base_url)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0][1]
+    # Idle connections live longer than the 15 s aiohttp clients keep them, as at
+    # Twilio: the client always closes first, so no request meets a closing socket.
+    server = await start_server(app, host, port, idle_timeout=75.0, access_log=False)
     shown = f"[{host}]" if ":" in host else host
-    return RunningEmulator(runner, f"http://{shown}:{bound}", app)
+    return RunningEmulator(server, f"http://{shown}:{server.port}", app)
 
 
 def serve_emulator(
@@ -316,13 +315,22 @@ def serve_emulator(
     public_base_url: str | None = None,
     **options: Any,
 ) -> None:
-    """Run the emulator until interrupted (the ``ratatosk emulator`` command)."""
-    app = create_emulator_app(
-        model or build_model(**options),
-        callback_delay=callback_delay,
-        public_base_url=public_base_url,
-    )
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    """Run the emulator until SIGINT or SIGTERM (the ``ratatosk emulator`` command)."""
+
+    async def run() -> None:
+        emulator = await start_emulator(
+            host,
+            port,
+            model=model or build_model(**options),
+            callback_delay=callback_delay,
+            public_base_url=public_base_url,
+        )
+        try:
+            await wait_for_stop_signal()
+        finally:
+            await emulator.close()
+
+    asyncio.run(run())
 
 
 __all__ = [
