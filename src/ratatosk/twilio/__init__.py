@@ -1,4 +1,4 @@
-"""The WhatsApp-over-Twilio connector: schema, codes, codec, signatures, service.
+"""The WhatsApp-over-Twilio connector: schema, codes, codec, signatures, send policy, service.
 
 Pure: this package never imports aiohttp; the HTTP adapter is plugged in by
 ``ratatosk.bootstrap`` (or loaded by name when the caller passes none).
@@ -6,12 +6,15 @@ Pure: this package never imports aiohttp; the HTTP adapter is plugged in by
 
 from .connector import TwilioWhatsAppConnector
 from .errors import PROVIDER_CODE_MAP, TwilioErrorCodes, map_provider_code
+from .resilience import RetryPolicy, SendPolicy
 from .schema import TwilioChannelSchemas
 from .signature import TwilioSignatureValidator, compute_signature
 from .twiml import TwiML
 
 __all__ = [
     "PROVIDER_CODE_MAP",
+    "RetryPolicy",
+    "SendPolicy",
     "TwiML",
     "TwilioChannelSchemas",
     "TwilioErrorCodes",
