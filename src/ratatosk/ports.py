@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -198,7 +198,14 @@ class TemplateInfo:
 
 
 class TemplateLookupError(Exception):
-    """The catalog could not be asked (network, auth); distinct from 'not found'."""
+    """The catalog could not be asked (network, auth); distinct from 'not found'.
+
+    ``details`` are fields a caller may show with the coded error (never a secret).
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details: dict[str, Any] = details
 
 
 @runtime_checkable

@@ -7,15 +7,21 @@ choke on, settings and Twilio answers that carry secrets or terminal escapes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import attrs
+from aiohttp import web
 from resilience_support import free_port, stop_process, wait_for_port
+
+from ratatosk.adapters.http_server import RunningServer, start_server
 
 ACCOUNT = "AC" + "c1" * 16
 TOKEN = "cli-hardening-token-0123456789ab"
@@ -96,3 +102,114 @@ class TestServeConnections:
         assert "Traceback" not in server.err
         assert "\x1b" not in server.err
         assert "malformed HTTP request" in server.err
+
+
+# --- 3. template paging stays on the Content API and ends ------------------------------------
+
+
+def template(n: int) -> dict[str, object]:
+    return {
+        "sid": f"HX{n:032x}",
+        "friendly_name": f"template_{n}",
+        "language": "en",
+        "approval_requests": {"whatsapp": {"status": "approved"}},
+        "variables": {},
+    }
+
+
+class ContentApi:
+    """A loopback Content API whose next pages are whatever a test wants them to be."""
+
+    def __init__(self, next_page: Callable[[web.Request, int], str | None]) -> None:
+        self.next_page = next_page
+        self.requests: list[str] = []
+        self.authorizations: list[str | None] = []
+        self.server: RunningServer | None = None
+
+    async def page(self, request: web.Request) -> web.Response:
+        self.requests.append(str(request.rel_url))
+        self.authorizations.append(request.headers.get("Authorization"))
+        n = len(self.requests)
+        meta = {"next_page_url": self.next_page(request, n)}
+        return web.json_response({"contents": [template(n)], "meta": meta})
+
+    async def __aenter__(self) -> ContentApi:
+        app = web.Application()
+        app.router.add_get("/v1/ContentAndApprovals", self.page)
+        self.server = await start_server(app, access_log=False)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        await self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+
+async def templates_list(content_api: str) -> tuple[int, list[dict[str, Any]], str]:
+    """``ratatosk --json templates list`` against ``content_api``: exit code, lines, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ratatosk", "--json", "templates", "list",
+        env=environ(TWILIO_CONTENT_API_BASE_URL=content_api),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    except TimeoutError:
+        process.kill()
+        await process.communicate()
+        raise
+    text = out.decode() + err.decode()
+    assert TOKEN not in text
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert process.returncode is not None
+    return process.returncode, lines, err.decode()
+
+
+class TestTemplatePaging:
+    """``templates list`` (and a send by template name) follows next pages safely."""
+
+    async def test_a_page_pointing_at_itself_is_read_once(self) -> None:
+        """A self-referencing next page ends with TEMPLATE_LOOKUP_FAILED, not a loop."""
+        async with ContentApi(lambda request, _: str(request.url)) as api:
+            code, lines, _ = await templates_list(api.url)
+        assert code == 1
+        [failure] = lines
+        assert failure["error"]["code"] == "TEMPLATE_LOOKUP_FAILED"
+        assert failure["error"]["details"]["reason"] == "next page repeats a page"
+        assert len(api.requests) == 1
+
+    async def test_endless_pages_stop_at_the_limit(self) -> None:
+        """Fresh next pages for ever: 50 are read, then a coded error with the limit."""
+        async with ContentApi(lambda request, n: f"{api.url}{request.path}?Page={n}") as api:
+            code, lines, _ = await templates_list(api.url)
+        assert code == 1
+        details = lines[0]["error"]["details"]
+        assert (details["reason"], details["limit"], details["pages"]) == ("page limit", 50, 50)
+        assert len(api.requests) == 50
+
+    async def test_a_next_page_on_another_origin_is_not_followed(self) -> None:
+        """The credentials never go to another host or port."""
+        elsewhere = ContentApi(lambda request, n: None)
+        api = ContentApi(lambda request, n: f"{elsewhere.url}/v1/ContentAndApprovals")
+        async with elsewhere, api:
+            code, lines, _ = await templates_list(api.url)
+        assert code == 1
+        details = lines[0]["error"]["details"]
+        assert details["reason"] == "next page on another origin"
+        assert details["origin"] == api.url
+        assert elsewhere.requests == []
+        assert api.authorizations[0] is not None
+
+    async def test_pages_on_the_same_origin_are_all_read(self) -> None:
+        """Three pages, linked absolutely and relatively: every template listed."""
+        links = {1: "{url}/v1/ContentAndApprovals?Page=1", 2: "/v1/ContentAndApprovals?Page=2"}
+        async with ContentApi(
+            lambda _, n: links[n].format(url=api.url) if n in links else None
+        ) as api:
+            code, lines, _ = await templates_list(api.url)
+        assert code == 0
+        assert [line["name"] for line in lines] == ["template_1", "template_2", "template_3"]

@@ -14,7 +14,7 @@ import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
 
@@ -73,7 +73,9 @@ class ContentApiTemplateCatalog:
     """Templates from Twilio's Content API, cached for ``ttl_seconds``.
 
     A cache miss for an unknown name refreshes at most once per
-    ``negative_ttl_seconds``, so a typo cannot hammer the API.
+    ``negative_ttl_seconds``, so a typo cannot hammer the API. Next pages are
+    followed on the Content API's own origin only, at most ``max_pages``
+    (500 templates each); anything else is a TemplateLookupError with details.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class ContentApiTemplateCatalog:
         ttl_seconds: float = 300.0,
         negative_ttl_seconds: float = 10.0,
         timeout: float = 10.0,
+        max_pages: int = 50,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         token = auth_token if isinstance(auth_token, Secret) else Secret(auth_token)
@@ -96,6 +99,7 @@ class ContentApiTemplateCatalog:
         self._base = base_url.rstrip("/")
         self._ttl = ttl_seconds
         self._negative_ttl = negative_ttl_seconds
+        self._max_pages = max_pages
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._now = monotonic
         self._templates: tuple[TemplateInfo, ...] = ()
@@ -135,9 +139,17 @@ class ContentApiTemplateCatalog:
     async def _fetch_all(self) -> tuple[TemplateInfo, ...]:
         found: list[TemplateInfo] = []
         url: str | None = f"{self._base}/v1/ContentAndApprovals?{urlencode({'PageSize': 500})}"
+        origin = _origin(self._base)
+        if origin is None:
+            raise TemplateLookupError(
+                "ContentApiBaseUrl must be an absolute http(s) URL without credentials",
+                reason="base URL",
+            )
+        seen: set[str] = set()
         try:
             async with aiohttp.ClientSession(timeout=self._timeout) as session:
                 while url:
+                    seen.add(url)
                     async with session.get(url, headers=self._headers) as response:
                         raw = await response.read()
                         if response.status != 200:
@@ -151,12 +163,60 @@ class ContentApiTemplateCatalog:
                     found.extend(
                         i for i in map(wire.decode_template, page["contents"]) if i is not None
                     )
-                    meta = page.get("meta")
-                    next_url = meta.get("next_page_url") if isinstance(meta, Mapping) else None
-                    url = next_url if isinstance(next_url, str) and next_url else None
+                    url = self._next_page(url, page, origin, seen)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TemplateLookupError(f"Content API unreachable: {type(exc).__name__}") from None
         return tuple(found)
+
+    def _next_page(
+        self, url: str, page: Mapping[str, Any], origin: tuple[str, str, int], seen: set[str]
+    ) -> str | None:
+        """The next page to read, or None; refuses one that would leak or loop.
+
+        The credentials go with every page, so a next page is followed only on
+        the Content API's own origin, never twice, and at most ``max_pages`` deep.
+        """
+        meta = page.get("meta")
+        given = meta.get("next_page_url") if isinstance(meta, Mapping) else None
+        if not isinstance(given, str) or not given:
+            return None
+        shown = f"{origin[0]}://{origin[1]}:{origin[2]}"
+        following = urljoin(url, given)
+        if _origin(following) != origin:
+            raise TemplateLookupError(
+                "Content API pointed the next page at another origin; not followed",
+                reason="next page on another origin",
+                origin=shown,
+                pages=len(seen),
+            )
+        if following in seen:
+            raise TemplateLookupError(
+                "Content API pointed the next page at a page already read",
+                reason="next page repeats a page",
+                origin=shown,
+                pages=len(seen),
+            )
+        if len(seen) >= self._max_pages:
+            raise TemplateLookupError(
+                f"Content API has more than {self._max_pages} pages of templates",
+                reason="page limit",
+                origin=shown,
+                pages=len(seen),
+                limit=self._max_pages,
+            )
+        return following
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an absolute http(s) URL without user-info; else None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in {"http", "https"} or not parts.hostname or "@" in parts.netloc:
+        return None
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
 def _json(raw: bytes) -> Any:

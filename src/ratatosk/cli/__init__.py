@@ -191,7 +191,7 @@ async def _templates(args: argparse.Namespace, out: Output) -> int:
     try:
         templates = await catalog.list()
     except TemplateLookupError as exc:
-        return out.failure(error(TwilioErrorCodes.TEMPLATE_LOOKUP_FAILED, str(exc)))
+        return out.failure(error(TwilioErrorCodes.TEMPLATE_LOOKUP_FAILED, str(exc), **exc.details))
     for t in templates:
         out.emit(
             "template",

@@ -62,6 +62,7 @@ class TemplateResolver:
             return error(
                 TwilioErrorCodes.TEMPLATE_LOOKUP_FAILED,
                 f"could not look up template {template.template_id!r}: {exc}",
+                **exc.details,
             )
         if info is None:
             return error(
