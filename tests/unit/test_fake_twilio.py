@@ -39,8 +39,13 @@ from ratatosk.testing import (
     message_texts,
     whatsapp_numbers,
 )
-from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector, wire
-from ratatosk.twilio.resilience import RetryPolicy, SendPolicy
+from ratatosk.twilio import (
+    RetryPolicy,
+    SendPolicy,
+    TwilioChannelSchemas,
+    TwilioWhatsAppConnector,
+    wire,
+)
 
 ACCOUNT = "AC" + "3" * 32
 TOKEN = "fake-test-token-00112233445566778"
