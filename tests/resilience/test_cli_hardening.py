@@ -213,3 +213,59 @@ class TestTemplatePaging:
             code, lines, _ = await templates_list(api.url)
         assert code == 0
         assert [line["name"] for line in lines] == ["template_1", "template_2", "template_3"]
+
+
+# --- 4. a token placed in a URL setting is never printed -------------------------------------
+
+URL_SECRET = "token-in-the-url-8b7a6f5e4d"
+
+
+def ratatosk(*args: str, env: dict[str, str] | dict[bytes, bytes]) -> tuple[int, str]:
+    """Run the command to its end: exit code and everything it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ratatosk", *args],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+
+
+class TestSecretsInSettings:
+    """Credentials in a URL setting, or a token that is not UTF-8: a coded refusal."""
+
+    def test_send_with_credentials_in_the_api_url(self) -> None:
+        """INVALID_CONNECTION_SETTINGS, not aiohttp's ValueError as a crash; the URL not echoed."""
+        url = f"http://{ACCOUNT}:{URL_SECRET}@127.0.0.1:{free_port()}"
+        code, text = ratatosk(
+            "--json", "send", "--to", "whatsapp:+15550002222", "--text", "x",
+            env=environ(TWILIO_API_BASE_URL=url, TWILIO_WHATSAPP_FROM="whatsapp:+14155238886"),
+        )  # fmt: skip
+        assert code == 1
+        [line] = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        assert line["event"] == "error"
+        assert line["error"]["code"] == "INVALID_CONNECTION_SETTINGS"
+        assert "ApiBaseUrl" in line["error"]["message"]
+        assert URL_SECRET not in text
+        assert TOKEN not in text
+
+    def test_templates_list_with_credentials_in_the_api_url(self) -> None:
+        """The catalog refuses the base before any request: TEMPLATE_LOOKUP_FAILED, no crash."""
+        url = f"http://{ACCOUNT}:{URL_SECRET}@127.0.0.1:{free_port()}"
+        code, text = ratatosk("--json", "templates", "list", env=environ(TWILIO_API_BASE_URL=url))
+        assert code == 1
+        [line] = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        assert line["error"]["code"] == "TEMPLATE_LOOKUP_FAILED"
+        assert line["error"]["details"]["reason"] == "base URL"
+        assert URL_SECRET not in text
+
+    def test_serve_refuses_a_token_that_is_not_utf8(self) -> None:
+        """A token whose bytes are not UTF-8 stops ``serve`` at start-up with a code."""
+        env = {k.encode(): v.encode() for k, v in environ().items()}
+        env[b"TWILIO_AUTH_TOKEN"] = b"\xff\xfe-latin-1-token-\xe9"
+        code, text = ratatosk("serve", "--port", str(free_port()), env=env)
+        assert code == 1
+        assert "INVALID_CONNECTION_SETTINGS" in text
+        assert "AuthToken is not valid UTF-8 text" in text
+        assert "latin-1-token" not in text

@@ -142,7 +142,7 @@ class ContentApiTemplateCatalog:
         origin = _origin(self._base)
         if origin is None:
             raise TemplateLookupError(
-                "ContentApiBaseUrl must be an absolute http(s) URL without credentials",
+                "the Content API base URL must be an absolute http(s) URL without credentials",
                 reason="base URL",
             )
         seen: set[str] = set()

@@ -168,7 +168,16 @@ def _check_parameter(spec: ParameterSpec, value: Any) -> list[FieldError]:
             return [FieldError(spec.name, f"is too large for a {spec.type.value}")]
     if text is None or not text.strip():
         return [FieldError(spec.name, "is required")] if spec.required else []
-    shown = "the value" if spec.sensitive or isinstance(value, Secret) else repr(text)
+    if spec.sensitive and not _is_utf8(text):
+        # A lone surrogate (an environment variable whose bytes were not UTF-8): no
+        # HMAC key or Basic credentials can be made from it, so every webhook would fail.
+        return [FieldError(spec.name, "is not valid UTF-8 text")]
+    if spec.type is DataType.URL and _has_user_info(text):
+        # Never shown: the part before "@" may be the token. Credentials in the URL
+        # would also clash with the Basic credentials the adapters send.
+        return [FieldError(spec.name, "must not carry credentials (user:password@) in the URL")]
+    secret = spec.sensitive or isinstance(value, Secret) or "@" in text
+    shown = "the value" if secret else repr(text)
     text = text.strip()
     if spec.type is DataType.INTEGER and not re.fullmatch(r"[+-]?\d+", text):
         return [FieldError(spec.name, f"{shown} is not an integer")]
@@ -179,6 +188,24 @@ def _check_parameter(spec: ParameterSpec, value: Any) -> list[FieldError]:
     if spec.pattern is not None and not re.fullmatch(spec.pattern, text):
         return [FieldError(spec.name, f"{shown} does not match {spec.pattern}")]
     return []
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _has_user_info(text: str) -> bool:
+    """``user:password@`` before the host (or an ``@`` in text that is no URL at all)."""
+    if "@" not in text:
+        return False
+    try:
+        return "://" not in text or "@" in urlsplit(text.strip()).netloc
+    except ValueError:
+        return True
 
 
 def is_absolute_http_url(text: str) -> bool:

@@ -50,7 +50,7 @@ def compute_signature(auth_token: str | Secret, url: str, params: Params | None 
 
 def body_sha256(body: str | bytes) -> str:
     """Hex SHA-256 of a JSON webhook body, as Twilio puts in ``bodySHA256``."""
-    raw = body.encode("utf-8") if isinstance(body, str) else body
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     return hashlib.sha256(raw).hexdigest()
 
 
@@ -117,10 +117,13 @@ class TwilioSignatureValidator:
             form = params
         given = signature.strip().encode("utf-8", errors="replace")
         # compute_signature for each URL variant, with the parameters joined only once.
-        key = self._token.reveal().encode("utf-8")
+        # "surrogatepass": text that is not UTF-8 (settings refuse such a token) makes a
+        # signature that matches nothing, never an exception, so a webhook gets 403, not 500.
+        key = self._token.reveal().encode("utf-8", "surrogatepass")
         signed = _signed_params(form)
         ok = False
         for candidate in _url_variants_cached(url):
-            digest = hmac.new(key, (candidate + signed).encode("utf-8"), hashlib.sha1).digest()
+            message = (candidate + signed).encode("utf-8", "surrogatepass")
+            digest = hmac.new(key, message, hashlib.sha1).digest()
             ok |= hmac.compare_digest(base64.b64encode(digest), given)
         return ok
