@@ -432,8 +432,14 @@ class SendLedger(Protocol):
         """``send`` lost its answer and is looking for its message (Twilio will not answer)."""
         ...
 
-    async def lane_leave(self, lane: str, send: str) -> None:
-        """``send`` is answered (or gave up); it no longer holds the lane."""
+    async def lane_leave(self, lane: str, send: str, *, settled: bool = True) -> None:
+        """``send`` is done with Twilio.
+
+        ``settled=False``: its outcome stayed unknown, so Twilio may hold a
+        message of it that nobody claimed. It then stays in the lane as
+        looking for a while (a few minutes: longer than any send in flight
+        at that moment), so no other reconcile adopts that message.
+        """
         ...
 
     async def lane_others(self, lane: str, send: str) -> Mapping[str, LaneMember]:

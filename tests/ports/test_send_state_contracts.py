@@ -171,6 +171,21 @@ class TestSendLedgerLanesAndClaims:
         await ledger.lane_leave("lane", "b")
         assert await ledger.lane_others("lane", "a") == {}
 
+    async def test_an_unsettled_send_stays_in_its_lane_as_looking_for_a_while(
+        self, ledger_subject: Subject
+    ) -> None:
+        """Its message may be at Twilio, unclaimed: no other reconcile may take it."""
+        ledger: SendLedger = ledger_subject.make()
+        await ledger.lane_enter("lane", "lost", "0|x")
+        await ledger.lane_enter("lane", "done", "0|x")
+        await ledger.lane_leave("lane", "lost", settled=False)
+        await ledger.lane_leave("lane", "done")
+        others = await ledger.lane_others("lane", "me")
+        assert set(others) == {"lost"}
+        assert others["lost"].reconciling
+        await ledger_subject.advance(3600.0)
+        assert await ledger.lane_others("lane", "me") == {}
+
     async def test_an_adopting_claim_never_takes_a_claimed_sid(
         self, ledger_subject: Subject
     ) -> None:

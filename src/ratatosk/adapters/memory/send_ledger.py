@@ -9,6 +9,7 @@ day of the recipient's newest messages): the bound is set well past both.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ _Entry = TypeVar("_Entry", bound=tuple[Any, ...])
 class InMemorySendLedger:
     """Message ids, lanes and SIDs in dicts; see :class:`ratatosk.ports.SendLedger`."""
 
-    __slots__ = ("_claims", "_ids", "_lanes", "_max", "_now", "_ttl")
+    __slots__ = ("_claims", "_ghost_ttl", "_ids", "_lanes", "_max", "_now", "_ttl")
 
     def __init__(
         self,
@@ -30,6 +31,7 @@ class InMemorySendLedger:
         *,
         ttl: float = 24 * 3600.0,
         max_entries: int = 100_000,
+        ghost_ttl: float = 300.0,
     ) -> None:
         if ttl <= 0 or max_entries < 1:
             raise ValueError("ttl must be positive and max_entries at least 1")
@@ -38,8 +40,9 @@ class InMemorySendLedger:
         self._max = max_entries
         # message id -> (expires, fingerprint, outcome or _IN_FLIGHT)
         self._ids: OrderedDict[str, tuple[float, str, Mapping[str, object] | str]] = OrderedDict()
-        # lane -> send -> what it looks like, and whether it is looking
-        self._lanes: dict[str, dict[str, LaneMember]] = {}
+        # lane -> send -> (what it looks like and whether it is looking, kept until)
+        self._lanes: dict[str, dict[str, tuple[LaneMember, float]]] = {}
+        self._ghost_ttl = ghost_ttl
         # sid -> (expires, send)
         self._claims: OrderedDict[str, tuple[float, str]] = OrderedDict()
 
@@ -67,23 +70,31 @@ class InMemorySendLedger:
             self._ids[message_id] = (self._now() + self._ttl, held[1], dict(outcome))
 
     async def lane_enter(self, lane: str, send: str, key: str) -> None:
-        self._lanes.setdefault(lane, {})[send] = LaneMember(key)
+        self._lanes.setdefault(lane, {})[send] = (LaneMember(key), math.inf)
 
     async def lane_reconciling(self, lane: str, send: str) -> None:
         sends = self._lanes.get(lane, {})
-        member = sends.get(send)
-        if member is not None:
-            sends[send] = LaneMember(member.key, reconciling=True)
+        held = sends.get(send)
+        if held is not None:
+            sends[send] = (LaneMember(held[0].key, reconciling=True), held[1])
 
-    async def lane_leave(self, lane: str, send: str) -> None:
+    async def lane_leave(self, lane: str, send: str, *, settled: bool = True) -> None:
         sends = self._lanes.get(lane)
-        if sends is not None:
-            sends.pop(send, None)
-            if not sends:
-                del self._lanes[lane]
+        if sends is None:
+            return
+        held = sends.pop(send, None)
+        if not settled and held is not None:
+            ghost = LaneMember(held[0].key, reconciling=True)
+            sends[send] = (ghost, self._now() + self._ghost_ttl)
+        if not sends:
+            del self._lanes[lane]
 
     async def lane_others(self, lane: str, send: str) -> Mapping[str, LaneMember]:
-        return {s: m for s, m in self._lanes.get(lane, {}).items() if s != send}
+        sends = self._lanes.get(lane, {})
+        now = self._now()
+        for gone in [s for s, (_, until) in sends.items() if until <= now]:
+            del sends[gone]
+        return {s: member for s, (member, _) in sends.items() if s != send}
 
     async def claim_sid(self, sid: str, send: str, *, adopted: bool) -> str | None:
         now = self._now()

@@ -142,9 +142,12 @@ class SendPipeline:
             started=self._clock.now(),
             deadline=self._clock.monotonic() + self._deadline,
         )
+        # Until Twilio answers, the send may have created a message (cancelled mid-call too).
+        answer: MessageResource | ApiError | TransportError = TransportError(
+            "the send was cancelled", maybe_delivered=True
+        )
         await self._ledger.lane_enter(trace.lane, trace.send, trace.key)
         try:
-            answer: MessageResource | ApiError | TransportError
             try:
                 answer = await self._create.create(request, trace)
             except TransportError as exc:
@@ -160,7 +163,8 @@ class SendPipeline:
                         holder,
                     )
         finally:
-            await self._ledger.lane_leave(trace.lane, trace.send)
+            unsettled = isinstance(answer, TransportError) and answer.maybe_delivered
+            await self._ledger.lane_leave(trace.lane, trace.send, settled=not unsettled)
         if isinstance(answer, MessageResource):
             return ConnectorResult.success(self._result(message, answer, trace)), trace
         failure = _failure(answer, trace, request)

@@ -29,6 +29,7 @@ from ...ports import (
     ApiError,
     Clock,
     CreateMessageRequest,
+    LaneMember,
     MessageQuery,
     MessageResource,
     MessagingApi,
@@ -102,27 +103,35 @@ class Reconcile:
     ) -> tuple[MessageResource | None, str]:
         give_up = min(trace.deadline, self._clock.monotonic() + MAX_WAIT_SECONDS)
         while True:
-            others = await self._ledger.lane_others(trace.lane, trace.send)
-            rivals = [m for m in others.values() if confusable(trace.key, m.key)]
-            looking = any(m.reconciling for m in rivals)
-            if all(m.reconciling for m in rivals):
-                break
-            if self._clock.monotonic() >= give_up:
-                return None, "another send to the same recipient was never answered"
-            await self._clock.sleep(POLL_SECONDS)
-        for _ in range(3):  # a claim race lost to another send: look again
+            if await self._rivals_waiting(trace):
+                if self._clock.monotonic() >= give_up:
+                    return None, "another send to the same recipient was never answered"
+                await self._clock.sleep(POLL_SECONDS)
+                continue
             candidates = await self._candidates(request, trace.started)
             if candidates is None:
                 return None, "Twilio's message list could not be read"
+            # Read the lane again: a rival that entered while we listed may own a candidate.
+            if await self._rivals_waiting(trace):
+                continue
             if not candidates:
                 return None, "not found among the recipient's recent messages"
-            if looking:
+            if await self._rivals_looking(trace):
                 return None, "another lost send to the same recipient could have created it"
-            found = candidates[0]
-            holder = await self._ledger.claim_sid(found.sid, trace.send, adopted=True)
-            if holder is None:
-                return found, "found"
-        return None, "every matching message was claimed by another send"
+            for found in candidates:
+                if await self._ledger.claim_sid(found.sid, trace.send, adopted=True) is None:
+                    return found, "found"
+            # Every candidate was claimed meanwhile by a send that got its answer: look again.
+
+    async def _rivals(self, trace: SendTrace) -> list[LaneMember]:
+        others = await self._ledger.lane_others(trace.lane, trace.send)
+        return [m for m in others.values() if confusable(trace.key, m.key)]
+
+    async def _rivals_waiting(self, trace: SendTrace) -> bool:
+        return any(not m.reconciling for m in await self._rivals(trace))
+
+    async def _rivals_looking(self, trace: SendTrace) -> bool:
+        return any(m.reconciling for m in await self._rivals(trace))
 
     async def _candidates(
         self, request: CreateMessageRequest, started: dt.datetime
