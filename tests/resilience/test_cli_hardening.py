@@ -14,6 +14,8 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +24,7 @@ from aiohttp import web
 from resilience_support import free_port, stop_process, wait_for_port
 
 from ratatosk.adapters.http_server import RunningServer, start_server
+from ratatosk.twilio.signature import body_sha256, compute_signature
 
 ACCOUNT = "AC" + "c1" * 16
 TOKEN = "cli-hardening-token-0123456789ab"
@@ -269,3 +272,107 @@ class TestSecretsInSettings:
         assert "INVALID_CONNECTION_SETTINGS" in text
         assert "AuthToken is not valid UTF-8 text" in text
         assert "latin-1-token" not in text
+
+
+# --- 5. a webhook the printer could choke on; terminal escapes from Twilio ---------------------
+
+WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
+
+
+def post_signed_json(server: Serving, document: str) -> int:
+    """POST a JSON webhook signed as Twilio signs it (``bodySHA256``); the HTTP status."""
+    body = document.encode()
+    target = f"{server.url}{WEBHOOK_PATH}?bodySHA256={body_sha256(body)}"
+    request = urllib.request.Request(  # noqa: S310 - our own server on loopback
+        target,
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Twilio-Signature": compute_signature(TOKEN, target, {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            return int(answer.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+LONE_SURROGATE = (
+    '{"MessageSid": "SM' + "5d" * 16 + '", "From": "whatsapp:+15551234567", '
+    '"To": "whatsapp:+14155238886", "Body": "half an emoji: \\ud83d", '
+    '"ProfileName": "\\u001b[2J\\u009b31m"}'
+)
+
+
+class TestServePrintsAnything:
+    """``serve`` prints every verified event, whatever its text holds, and keeps no 500 for it."""
+
+    def test_a_lone_surrogate_as_json_lines(self) -> None:
+        """An escaped lone surrogate is handled (200) and printed as the same JSON escape."""
+        with serving("--json") as server:
+            assert post_signed_json(server, LONE_SURROGATE) == 200
+        [event] = [e for e in map(json.loads, server.out.splitlines()) if e["event"] == "message"]
+        assert event["content"]["text"] == "half an emoji: \ud83d"  # the very text that came
+        assert event["properties"]["ProfileName"] == "\x1b[2J\x9b31m"
+        assert "\x1b" not in server.out
+        assert "\x9b" not in server.out
+
+    def test_a_lone_surrogate_as_text(self) -> None:
+        """The same event printed for a terminal: visible escapes, no control characters."""
+        with serving() as server:
+            assert post_signed_json(server, LONE_SURROGATE) == 200
+        [line] = [line for line in server.out.splitlines() if line.startswith("message ")]
+        assert "\\ud83d" in line
+        assert "\x1b" not in server.out
+        assert "\x9b" not in server.out
+
+
+def test_public_url_must_be_an_absolute_http_url() -> None:
+    """``--public-url x`` is a usage error (exit 2), not a server that answers 403 to all."""
+    for bad in ("x", "hooks.example.com", "ftp://hooks.example.com", "https://h.example/?a=1"):
+        code, text = ratatosk(
+            "serve", "--port", str(free_port()), "--public-url", bad, env=environ()
+        )
+        assert code == 2, bad
+        assert "--public-url must be" in text
+
+
+class FakeTwilioRest:
+    """A loopback 'Twilio' whose error text carries terminal escapes and a forged line."""
+
+    MESSAGE = "\x1b[2J\x1b]0;owned\x07Invalid 'To'\r\nsent SM0 (queued)\x9b31m"
+
+    async def create(self, request: web.Request) -> web.Response:
+        await request.read()
+        body = {"code": 21211, "message": self.MESSAGE, "more_info": "x", "status": 400}
+        return web.json_response(body, status=400)
+
+    async def __aenter__(self) -> str:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self.create)
+        self.server = await start_server(app, access_log=False)
+        return self.server.url
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.server.close()
+
+
+async def test_twilio_error_text_reaches_the_terminal_inert() -> None:
+    """Twilio's error message is printed on one line, escapes shown, never acted on."""
+    async with FakeTwilioRest() as url:
+        env = environ(TWILIO_API_BASE_URL=url, TWILIO_WHATSAPP_FROM="whatsapp:+14155238886")
+        args = ["send", "--to", "whatsapp:+15550002222", "--text", "x"]
+        text_run, json_run = await asyncio.gather(
+            asyncio.to_thread(ratatosk, *args, env=env),
+            asyncio.to_thread(ratatosk, "--json", *args, env=env),
+        )
+    for code, printed in (text_run, json_run):
+        assert code == 1
+        assert "INVALID_RECIPIENT" in printed
+        assert not any(c in printed for c in "\x1b\x07\x9b\r")
+    [error_line] = [line for line in text_run[1].splitlines() if "INVALID_RECIPIENT" in line]
+    assert "\\x1b[2J" in error_line
+    assert "sent SM0" in error_line  # the forged line stays on the error's own line
+    [event] = [json.loads(line) for line in json_run[1].splitlines() if line.startswith("{")]
+    assert FakeTwilioRest.MESSAGE in event["error"]["message"]  # JSON keeps the exact text

@@ -32,7 +32,7 @@ from ratatosk.adapters.webhook_server import (
 from ratatosk.emulator.model import inbound_form, status_callback_params
 from ratatosk.testing import FakeTwilio
 from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector, TwiML
-from ratatosk.twilio.signature import compute_signature
+from ratatosk.twilio.signature import TwilioSignatureValidator, compute_signature
 
 ACCOUNT = "AC" + "16" * 16
 TOKEN = "hardening-token-16161616161616"
@@ -349,3 +349,52 @@ class ManualMonotonic:
 
     def __call__(self) -> float:
         return self.now
+
+
+# --- 5. a handler that fails the same way every time ------------------------------------------
+
+
+async def test_a_handler_failing_every_time_is_given_up_after_three_attempts() -> None:
+    """500 three times (each one a delivery Twilio may retry), then 200: Twilio stops."""
+    calls: list[str] = []
+
+    async def broken(received: ReceiveResult) -> None:
+        calls.append(received.messages[0].id)
+        raise UnicodeEncodeError("utf-8", "\ud83d", 0, 1, "surrogates not allowed")
+
+    settings = (
+        ConnectionSettings().set_parameter("AccountSid", ACCOUNT).set_parameter("AuthToken", TOKEN)
+    )
+    async with TwilioWhatsAppConnector(
+        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=FakeTwilio(ACCOUNT, TOKEN)
+    ) as connector:
+        server = Hooks()
+        server.app = create_webhook_app(
+            connector, validator=connector.signature_validator, public_url=PUBLIC, on_message=broken
+        )
+        runner, server.url = await serve_app(server.app)
+        try:
+            answers = [(await server.post(PATH, inbound(), token=f"t-{n}"))[0] for n in range(5)]
+            other = await server.post(PATH, inbound("SM" + "ef" * 16))
+        finally:
+            await runner.cleanup()
+    assert answers == [500, 500, 500, 200, 200]
+    assert calls == [SID] * 3 + ["SM" + "ef" * 16]  # another event still gets its attempts
+    assert other[0] == 500
+    assert (server.stats.abandoned, server.stats.duplicates) == (1, 2)
+
+
+def test_max_handler_attempts_must_be_positive() -> None:
+    """Zero attempts would drop every event unhandled: refused."""
+    with pytest.raises(ValueError, match="max_handler_attempts"):
+        create_webhook_app(
+            FakeReceiver(), validator=TwilioSignatureValidator(TOKEN), max_handler_attempts=0
+        )
+
+
+class FakeReceiver:
+    async def receive_messages(self, source: object) -> Any:
+        raise AssertionError("not called")
+
+    async def receive_message_status(self, source: object) -> Any:
+        raise AssertionError("not called")

@@ -21,7 +21,9 @@ and nothing is decoded into messages before the signature holds:
    still being handled waits for its outcome, and after ``in_flight_wait``
    gets 503 (retry later);
 7. the handler; if it raises, the delivery is forgotten and the answer is
-   500, so Twilio's retry is handled instead of lost.
+   500, so Twilio's retry is handled instead of lost; after
+   ``max_handler_attempts`` failures on one event it is given up instead, so
+   a failure that repeats on every delivery does not keep Twilio retrying.
 
 Success is ``200`` with an empty TwiML ``<Response/>`` as ``text/xml``.
 Error answers are JSON ``{"code": ..., "message": ...}``; they never echo
@@ -34,6 +36,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol, TypeVar
 
@@ -86,6 +89,7 @@ class WebhookStats:
     timeouts: int = 0
     handler_errors: int = 0
     in_flight: int = 0
+    abandoned: int = 0
 
 
 STATS: Final = web.AppKey("ratatosk.webhook_stats", WebhookStats)
@@ -198,12 +202,26 @@ class _Deliveries:
     handled. If the first is still running when ``in_flight_wait`` runs out,
     the repeat is answered 503 so Twilio tries again later: answering it
     "duplicate" would lose the event if the first then failed.
+
+    A handler that fails the same event ``max_attempts`` times is given up
+    on: the event is marked handled (so Twilio's next retry is answered 200)
+    and logged as an ERROR. A failure that repeats on every delivery (bad
+    data, a bug) would otherwise make Twilio retry it for as long as it
+    retries. The count is per process and bounded (oldest events forgotten).
     """
 
-    def __init__(self, dedup: Deduplicator, stats: WebhookStats, in_flight_wait: float) -> None:
+    _COUNTED_EVENTS: Final = 10_000
+
+    def __init__(
+        self, dedup: Deduplicator, stats: WebhookStats, in_flight_wait: float, max_attempts: int
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_handler_attempts must be at least 1")
         self._dedup = dedup
         self._stats = stats
         self._wait = in_flight_wait
+        self._max_attempts = max_attempts
+        self._failures: OrderedDict[str, int] = OrderedDict()
 
     async def deliver(
         self, keys: Sequence[str], call: Callable[[], Awaitable[None]]
@@ -227,17 +245,39 @@ class _Deliveries:
         try:
             await call()
         except Exception:
-            await self._release(held)
             self._stats.handler_errors += 1
-            log.exception("webhook handler failed; the delivery is left for Twilio to retry")
+            failures = self._count_failure(keys[0])
+            if failures < self._max_attempts:
+                await self._release(held)
+                log.exception("webhook handler failed; the delivery is left for Twilio to retry")
+            else:
+                await self._complete(held)
+                self._stats.abandoned += 1
+                log.exception(
+                    "webhook handler failed %d times on %s; giving up: its next deliveries "
+                    "are answered 200 and not handled",
+                    failures,
+                    keys[0],
+                )
             return _Refusal(500, "HANDLER_FAILED", "the handler failed").response()
         except BaseException:  # cancelled mid-handler: not handled, so not a duplicate later
             await self._release(held)
             raise
-        for key in held:
-            await self._dedup.complete(key)
+        await self._complete(held)
+        self._failures.pop(keys[0], None)
         self._stats.handled += 1
         return _twiml_ok()
+
+    def _count_failure(self, event_key: str) -> int:
+        failures = self._failures.pop(event_key, 0) + 1
+        self._failures[event_key] = failures
+        if len(self._failures) > self._COUNTED_EVENTS:
+            self._failures.popitem(last=False)
+        return failures
+
+    async def _complete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            await self._dedup.complete(key)
 
     def _not_first(self, claim: Claim) -> web.Response:
         if claim is Claim.REPEAT:
@@ -299,6 +339,7 @@ def create_webhook_app(
     trust_forwarded: bool = False,
     dedup: Deduplicator | None = None,
     in_flight_wait: float = 10.0,
+    max_handler_attempts: int = 3,
     path_prefix: str = DEFAULT_PREFIX,
 ) -> web.Application:
     """An aiohttp app that verifies Twilio's webhooks and hands typed events to you.
@@ -311,6 +352,8 @@ def create_webhook_app(
     that sets them. ``dedup`` is the store of deliveries (in memory by default;
     a shared one when several servers receive), and ``in_flight_wait`` how long
     a repeat waits for the first delivery's handler before it is answered 503.
+    After ``max_handler_attempts`` failures of the handler on one event, the
+    event is given up (logged, and later deliveries answered 200).
     """
     stats = WebhookStats()
     gate = _Gate(
@@ -323,7 +366,10 @@ def create_webhook_app(
         stats=stats,
     )
     deliveries = _Deliveries(
-        dedup if dedup is not None else InMemoryDeduplicator(), stats, in_flight_wait
+        dedup if dedup is not None else InMemoryDeduplicator(),
+        stats,
+        in_flight_wait,
+        max_handler_attempts,
     )
 
     def route(

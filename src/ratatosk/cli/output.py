@@ -27,15 +27,54 @@ class Output:
         return self._stream if self._stream is not None else sys.stdout
 
     def emit(self, kind: str, text: str, **data: Any) -> None:
+        """One line (or text block) per event; what came from outside is made inert.
+
+        Text from Twilio or a webhook may hold terminal escape sequences or
+        lone surrogates (an escaped ``"\\ud83d"`` in a JSON body): escapes are
+        shown as ``\\x1b`` instead of acting on the terminal, and nothing
+        printed can raise, so a handler that prints never fails on the data.
+        """
         if self.as_json:
-            line = json.dumps({"event": kind, **data}, default=str, ensure_ascii=False)
-            print(line, file=self.stream, flush=True)
+            payload = {"event": kind, **data}
+            line = json.dumps(payload, default=str, ensure_ascii=False).translate(_JSON_ESCAPES)
+            if not _encodable(line, self.stream):
+                line = json.dumps(payload, default=str)  # ASCII, equally valid JSON
         else:
-            print(text, file=self.stream, flush=True)
+            line = text.translate(_TEXT_ESCAPES)
+            if not _encodable(line, self.stream):
+                encoding = self.stream.encoding or "utf-8"
+                line = line.encode(encoding, "backslashreplace").decode(encoding)
+        print(line, file=self.stream, flush=True)
 
     def failure(self, error: ConnectorError) -> int:
-        self.emit("error", f"error {error.code}: {error.message}", error=error.to_dict())
+        # One line: a newline in Twilio's text must not pass for a line of ours.
+        message = error.message.replace("\r", "\\r").replace("\n", "\\n")
+        self.emit("error", f"error {error.code}: {message}", error=error.to_dict())
         return EXIT_FAILED
+
+
+def _escapes(codes: list[int], form: str) -> dict[int, str]:
+    return {code: form.format(code) for code in codes}
+
+
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]
+_SURROGATES = list(range(0xD800, 0xE000))
+#: Inside a JSON string: C0 is escaped by json already; C1, DEL and lone surrogates too.
+_JSON_ESCAPES = _escapes([*range(0x7F, 0xA0), *_SURROGATES], "\\u{:04x}")
+#: In text: every control character but newline and tab, and lone surrogates.
+_TEXT_ESCAPES = _escapes([c for c in _CONTROLS if c not in (0x0A, 0x09)], "\\x{:02x}") | (
+    _escapes(_SURROGATES, "\\u{:04x}")
+)
+
+
+def _encodable(line: str, stream: TextIO) -> bool:
+    try:
+        line.encode(stream.encoding or "utf-8")
+    except UnicodeEncodeError:
+        return False
+    except LookupError:  # a stream with an encoding Python does not know
+        return line.isascii()
+    return True
 
 
 def status_json(update: StatusUpdate) -> dict[str, Any]:

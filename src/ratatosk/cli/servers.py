@@ -6,18 +6,35 @@ import argparse
 import asyncio
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..adapters.http_server import start_server, wait_for_stop_signal
 from ..adapters.webhook_server import DEFAULT_PREFIX, create_webhook_app
 from ..bootstrap import build_connector
 from ..domain.result import ReceiveResult, StatusUpdate
+from ..domain.schema import is_absolute_http_url
 from ..emulator.app import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, serve_emulator
-from .output import EXIT_OK, Output, describe_status, message_json, status_json
+from .output import EXIT_OK, EXIT_USAGE, Output, describe_status, message_json, status_json
 
 
 def serve(args: argparse.Namespace, out: Output) -> int:
     """Run the webhook server until interrupted, printing every verified event."""
+    if args.public_url is not None and not _is_public_base(args.public_url):
+        # Twilio signs the URL it calls: a base that cannot be one fails every webhook with 403.
+        out.emit(
+            "usage",
+            "error: --public-url must be the absolute http(s) URL Twilio calls "
+            "(https://host[:port][/path], no user, query or fragment)",
+        )
+        return EXIT_USAGE
     return asyncio.run(_serve(args, out))
+
+
+def _is_public_base(url: str) -> bool:
+    if not is_absolute_http_url(url):
+        return False
+    parts = urlsplit(url)
+    return "@" not in parts.netloc and not parts.query and not parts.fragment and "?" not in url
 
 
 async def _serve(args: argparse.Namespace, out: Output) -> int:
