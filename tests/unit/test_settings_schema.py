@@ -106,6 +106,16 @@ CASES: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
         st.just(ABSENT) | blank | good_booleans,
         bad_booleans | not_a_string,
     ),
+    "Templates": (
+        st.just(ABSENT)
+        | blank
+        | _hex32("HX").map(lambda sid: f"order_confirmed={sid}")
+        | st.lists(_hex32("HX"), min_size=1, max_size=3).map(
+            lambda sids: " , ".join(f"t{i} = {sid}" for i, sid in enumerate(sids))
+        ),
+        st.sampled_from(["order_confirmed", "a=HX12", "=HX" + "0" * 32, "a=HX" + "0" * 32 + ","])
+        | not_a_string,
+    ),
 }
 
 

@@ -10,19 +10,16 @@ types, an operation before ``initialize``) raises.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import importlib
 import logging
 import random
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
 import attrs
 
-from ..domain.endpoint import parse_whatsapp_number
 from ..domain.errors import MessagingErrorCodes
 from ..domain.message import Message
 from ..domain.result import (
@@ -35,13 +32,12 @@ from ..domain.result import (
     SendResult,
     StatusUpdate,
 )
-from ..domain.schema import Capability, ChannelSchema, FieldError, validate_settings
+from ..domain.schema import Capability, ChannelSchema
 from ..domain.settings import ConnectionSettings
 from ..domain.source import MessageSource
 from ..domain.status import ConnectorState
 from ..ports import (
     AccountResource,
-    ApiError,
     Clock,
     ConversationWindow,
     MessagingApi,
@@ -50,14 +46,13 @@ from ..ports import (
     SignatureValidator,
     TemplateCache,
     TemplateCatalog,
-    TransportError,
 )
-from . import wire
+from . import queries, wire
 from .errors import TwilioErrorCodes, error
 from .outbound import SendConfig
 from .resilience import SendPolicy
-from .schema import MESSAGE_SID_PATTERN
-from .send import SendPipeline, TemplateResolver, WindowGuard, api_failure, create_stages
+from .schema import settings_problem
+from .send import SendPipeline, TemplateResolver, WindowGuard, create_stages
 from .signature import TwilioSignatureValidator
 
 log = logging.getLogger("ratatosk.twilio")
@@ -65,7 +60,6 @@ log = logging.getLogger("ratatosk.twilio")
 #: The composition root, loaded by name so this layer imports no adapter (adr/0011).
 COMPLETE_PLUGS: Final = "ratatosk.bootstrap:complete_plugs"
 DEFAULT_BATCH_CONCURRENCY: Final = 50
-_MESSAGE_SID: Final = re.compile(MESSAGE_SID_PATTERN)
 
 
 @attrs.define(kw_only=True)
@@ -174,7 +168,7 @@ class TwilioWhatsAppConnector:
         if self._state is ConnectorState.READY:
             return ConnectorResult.success(None)
         self._state = ConnectorState.INITIALIZING
-        problem = self._check_settings()
+        problem = settings_problem(self.schema, self._settings)
         if problem is not None:
             self._state = ConnectorState.ERROR
             self._last_error = problem
@@ -221,46 +215,12 @@ class TwilioWhatsAppConnector:
         self._state = ConnectorState.READY
         return ConnectorResult.success(None)
 
-    def _check_settings(self) -> ConnectorError | None:
-        problems = list(validate_settings(self.schema, self._settings))
-        from_number = self._settings.get_string("FromNumber")
-        strict = self._settings.get_bool("StrictNumbers")
-        if from_number is not None and not parse_whatsapp_number(from_number, strict=strict).ok:
-            plan = " valid in its numbering plan" if strict else ""
-            problems.append(FieldError("FromNumber", f"is not a whatsapp:+E164 number{plan}"))
-        if not problems:
-            return None
-        fields = {p.field: p.message for p in problems}
-        creds = {self.schema.authentication.principal, self.schema.authentication.credential}
-        missing = [f for f, m in fields.items() if f in creds and m == "is required"]
-        code = (
-            MessagingErrorCodes.MISSING_CREDENTIALS
-            if missing
-            else TwilioErrorCodes.INVALID_CONNECTION_SETTINGS
-        )
-        text = "; ".join(f"{f} {m}" for f, m in fields.items())
-        return error(code, f"connection settings are not usable: {text}", fields=fields)
-
     async def test_connection(self) -> ConnectorResult[AccountResource]:
         """Fetch the account: proves the credentials and the network path.
 
         Codes: INVALID_CREDENTIALS (Twilio said 401), CONNECTION_FAILED.
         """
-        api = self._ready()
-        try:
-            answer = await api.fetch_account()
-        except TransportError as exc:
-            return ConnectorResult.failure(
-                error(MessagingErrorCodes.CONNECTION_FAILED, f"Twilio unreachable: {exc}")
-            )
-        if isinstance(answer, ApiError):
-            code = (
-                MessagingErrorCodes.INVALID_CREDENTIALS
-                if answer.status == 401
-                else MessagingErrorCodes.CONNECTION_FAILED
-            )
-            return ConnectorResult.failure(api_failure(code, "account check failed", answer))
-        return ConnectorResult.success(answer)
+        return await queries.account(self._ready())
 
     async def shutdown(self) -> None:
         """Close what the connector opened; safe to call twice."""
@@ -340,28 +300,12 @@ class TwilioWhatsAppConnector:
         A failure (even an unexpected exception) fails only its own message.
         """
         self._ready()
-        items = list(messages)
-        limit = asyncio.Semaphore(max_concurrency or self._batch_concurrency)
-
-        async def one(message: Message) -> ConnectorResult[SendResult]:
-            async with limit:
-                try:
-                    return await self.send_message(message)
-                except (TypeError, ValueError) as exc:
-                    return ConnectorResult.failure(
-                        error(TwilioErrorCodes.INVALID_MESSAGE, f"not a sendable message: {exc}")
-                    )
-                except Exception as exc:  # a bug in an adapter must not sink the other sends
-                    log.exception("unexpected error sending one message of a batch")
-                    return ConnectorResult.failure(
-                        error(
-                            MessagingErrorCodes.SEND_MESSAGE_FAILED,
-                            f"unexpected {type(exc).__name__} while sending; see the log",
-                            message_id=getattr(message, "id", None),
-                        )
-                    )
-
-        return tuple(await asyncio.gather(*(one(m) for m in items)))
+        assert self._pipeline is not None
+        refused = self._refuse(Capability.SEND_MESSAGES)
+        if refused is not None:
+            return tuple(ConnectorResult.failure(refused) for _ in messages)
+        limit = max_concurrency or self._batch_concurrency
+        return await self._pipeline.send_batch(messages, limit)
 
     # --- status -----------------------------------------------------------------------
 
@@ -375,43 +319,7 @@ class TwilioWhatsAppConnector:
         refused = self._refuse(Capability.MESSAGE_STATUS_QUERY)
         if refused is not None:
             return ConnectorResult.failure(refused)
-        if not isinstance(message_sid, str) or not _MESSAGE_SID.fullmatch(message_sid):
-            return ConnectorResult.failure(
-                error(
-                    TwilioErrorCodes.STATUS_QUERY_FAILED,
-                    f"{str(message_sid)[:40]!r} is not a Twilio message SID (SM/MM + 32 hex)",
-                )
-            )
-        try:
-            answer = await api.fetch_message(message_sid)
-        except TransportError as exc:
-            return ConnectorResult.failure(
-                error(TwilioErrorCodes.WHATSAPP_STATUS_QUERY_FAILED, f"Twilio unreachable: {exc}")
-            )
-        if isinstance(answer, ApiError):
-            return ConnectorResult.failure(
-                api_failure(
-                    TwilioErrorCodes.WHATSAPP_STATUS_QUERY_FAILED, "status query failed", answer
-                )
-            )
-        data: dict[str, Any] = {
-            "twilio_status": answer.status,
-            "num_segments": answer.num_segments,
-            "price": answer.price,
-            "price_unit": answer.price_unit,
-            "to": answer.to,
-            "from": answer.from_,
-        }
-        return ConnectorResult.success(
-            StatusUpdate(
-                message_id=answer.sid,
-                status=wire.map_status(answer.status),
-                timestamp=answer.date_updated or answer.date_created or self._now(),
-                error_code=answer.error_code,
-                error_message=answer.error_message,
-                data={k: v for k, v in data.items() if v is not None},
-            )
-        )
+        return await queries.message_status(api, message_sid, self._now())
 
     # --- receiving --------------------------------------------------------------------
 
@@ -476,16 +384,9 @@ class TwilioWhatsAppConnector:
         """
         api = self._ready()
         assert self._started_at is not None
-        try:
-            account = await api.fetch_account()
-        except TransportError as exc:
-            return ConnectorResult.failure(
-                error(TwilioErrorCodes.STATUS_ERROR, f"account status unavailable: {exc}")
-            )
-        if isinstance(account, ApiError):
-            return ConnectorResult.failure(
-                api_failure(TwilioErrorCodes.STATUS_ERROR, "account status unavailable", account)
-            )
+        account = await queries.account_for_status(api)
+        if isinstance(account, ConnectorError):
+            return ConnectorResult.failure(account)
         return ConnectorResult.success(
             ConnectorStatus(
                 state=self._state,

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Final
 
 from ..domain.content import ContentType
-from ..domain.endpoint import EndpointType
+from ..domain.endpoint import EndpointType, parse_whatsapp_number
+from ..domain.errors import MessagingErrorCodes
+from ..domain.result import ConnectorError
 from ..domain.schema import (
     AuthenticationSpec,
     AuthenticationType,
@@ -19,9 +21,13 @@ from ..domain.schema import (
     ChannelSchema,
     DataType,
     EndpointSpec,
+    FieldError,
     ParameterSpec,
     PropertySpec,
+    validate_settings,
 )
+from ..domain.settings import ConnectionSettings
+from .errors import TwilioErrorCodes, error
 
 ACCOUNT_SID_PATTERN: Final = r"AC[0-9a-fA-F]{32}"
 MESSAGING_SERVICE_SID_PATTERN: Final = r"MG[0-9a-fA-F]{32}"
@@ -82,6 +88,11 @@ _PARAMETERS = (
         for phase, d in (("Connect", 5), ("Read", 15), ("Total", 30))
     ),
     ParameterSpec(
+        name="Templates",
+        pattern=r"\s*[^=,\s]+\s*=\s*HX[0-9a-fA-F]{32}\s*(,\s*[^=,\s]+\s*=\s*HX[0-9a-fA-F]{32}\s*)*",
+        description="A static template catalog, name=HX... pairs separated by commas",
+    ),
+    ParameterSpec(
         name="StrictNumbers",
         type=DataType.BOOLEAN,
         default=False,
@@ -135,3 +146,27 @@ class TwilioChannelSchemas:
         ),
         message_properties=_PROPERTIES,
     )
+
+
+def settings_problem(schema: ChannelSchema, settings: ConnectionSettings) -> ConnectorError | None:
+    """Every bad setting at once, coded: MISSING_CREDENTIALS when the SID or token is
+    blank, else INVALID_CONNECTION_SETTINGS (the schema's checks, plus FromNumber as a number).
+    """
+    problems = list(validate_settings(schema, settings))
+    from_number = settings.get_string("FromNumber")
+    strict = settings.get_bool("StrictNumbers")
+    if from_number is not None and not parse_whatsapp_number(from_number, strict=strict).ok:
+        plan = " valid in its numbering plan" if strict else ""
+        problems.append(FieldError("FromNumber", f"is not a whatsapp:+E164 number{plan}"))
+    if not problems:
+        return None
+    fields = {p.field: p.message for p in problems}
+    creds = {schema.authentication.principal, schema.authentication.credential}
+    missing = [f for f, m in fields.items() if f in creds and m == "is required"]
+    code = (
+        MessagingErrorCodes.MISSING_CREDENTIALS
+        if missing
+        else TwilioErrorCodes.INVALID_CONNECTION_SETTINGS
+    )
+    text = "; ".join(f"{f} {m}" for f, m in fields.items())
+    return error(code, f"connection settings are not usable: {text}", fields=fields)

@@ -17,13 +17,15 @@ The create stages wrap one another (see ``stage.CreateStage``);
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ...domain.errors import MessagingErrorCodes
 from ...domain.message import Message
 from ...domain.result import ConnectorError, ConnectorResult, SendResult
 from ...domain.schema import ChannelSchema
@@ -124,6 +126,32 @@ class SendPipeline:
         finally:
             await self._ledger.finish(message.id, outcome)
         return result
+
+    async def send_batch(
+        self, messages: Iterable[Message], concurrency: int
+    ) -> tuple[ConnectorResult[SendResult], ...]:
+        """One result per message, in input order; a failure fails only its own message."""
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one(message: Message) -> ConnectorResult[SendResult]:
+            async with limit:
+                try:
+                    return await self.send(message)
+                except (TypeError, ValueError, AttributeError) as exc:
+                    return ConnectorResult.failure(
+                        error(TwilioErrorCodes.INVALID_MESSAGE, f"not a sendable message: {exc}")
+                    )
+                except Exception as exc:  # a bug in an adapter must not sink the other sends
+                    log.exception("unexpected error sending one message of a batch")
+                    return ConnectorResult.failure(
+                        error(
+                            MessagingErrorCodes.SEND_MESSAGE_FAILED,
+                            f"unexpected {type(exc).__name__} while sending; see the log",
+                            message_id=getattr(message, "id", None),
+                        )
+                    )
+
+        return tuple(await asyncio.gather(*(one(m) for m in messages)))
 
     async def _send_planned(
         self, message: Message, plan: SendPlan
