@@ -398,3 +398,44 @@ class FakeReceiver:
 
     async def receive_message_status(self, source: object) -> Any:
         raise AssertionError("not called")
+
+
+# --- X-Forwarded-* with several values ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "signed_for", "expected"),
+    [
+        # The client put evil.example first; the proxy appended what Twilio called.
+        ({"X-Forwarded-Host": "evil.example, hooks.example.com"}, "hooks.example.com", 200),
+        ({"X-Forwarded-Host": "evil.example, hooks.example.com"}, "evil.example", 403),
+        ({"X-Forwarded-Proto": "http, https"}, "hooks.example.com", 200),
+    ],
+)
+async def test_forwarded_headers_use_the_value_the_nearest_proxy_set(
+    headers: dict[str, str], signed_for: str, expected: int
+) -> None:
+    """With ``trust_forwarded``, the last of several values is the one checked."""
+    settings = (
+        ConnectionSettings().set_parameter("AccountSid", ACCOUNT).set_parameter("AuthToken", TOKEN)
+    )
+    async with TwilioWhatsAppConnector(
+        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=FakeTwilio(ACCOUNT, TOKEN)
+    ) as connector:
+        server = Hooks()
+        server.app = create_webhook_app(
+            connector,
+            validator=connector.signature_validator,
+            trust_forwarded=True,
+            on_message=server.on_message,
+        )
+        runner, server.url = await serve_app(server.app)
+        form = inbound()
+        signature = compute_signature(TOKEN, f"https://{signed_for}{PATH}", form)
+        sent = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hooks.example.com"} | headers
+        try:
+            status_code, _ = await server.post(PATH, form, signature=signature, headers=sent)
+        finally:
+            await runner.cleanup()
+    assert status_code == expected
+    assert len(server.messages) == (1 if expected == 200 else 0)

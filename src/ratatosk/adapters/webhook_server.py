@@ -181,16 +181,27 @@ class _Gate:
         return source
 
     def url_of(self, request: web.Request) -> str:
-        """The URL Twilio signed: the public base plus the path and query as sent."""
+        """The URL Twilio signed: the public base plus the path and query as sent.
+
+        Of several ``X-Forwarded-*`` values (``a, b`` or repeated headers) the
+        last is used: each proxy appends what it saw, so the last one was set
+        by the proxy next to this server, the only one it trusts; the first
+        could be anything the client sent.
+        """
         path = request.raw_path
         if self.trust_forwarded:
-            proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-            host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+            proto = _nearest(request.headers.getall("X-Forwarded-Proto", []))
+            host = _nearest(request.headers.getall("X-Forwarded-Host", []))
             if proto and host:
                 return f"{proto}://{host}{path}"
         if self.public_url is not None:
             return self.public_url + path
         return f"{request.scheme}://{request.host}{path}"
+
+
+def _nearest(values: Sequence[str]) -> str:
+    """The value the nearest proxy appended: the last item of the last header."""
+    return ",".join(values).rsplit(",", 1)[-1].strip()
 
 
 class _Deliveries:
