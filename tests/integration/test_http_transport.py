@@ -123,3 +123,30 @@ def test_importing_the_core_never_imports_aiohttp() -> None:
     code = "import sys, ratatosk, ratatosk.twilio, ratatosk.ports;print('aiohttp' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+async def test_the_default_template_catalog_reads_through_the_clients_own_pool() -> None:
+    """One pool per connector: template lookups ride the messaging client's session."""
+    import aiohttp
+
+    from ratatosk.emulator.app import start_emulator
+
+    emulator = await start_emulator()
+    paths: list[str] = []
+
+    async def on_start(_: object, __: object, params: aiohttp.TraceRequestStartParams) -> None:
+        paths.append(params.url.path)
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_start.append(on_start)
+    session = aiohttp.ClientSession(trace_configs=[tracing])
+    api = AiohttpMessagingApi(
+        emulator.account_sid, emulator.auth_token, base_url=emulator.url, session=session
+    )
+    try:
+        templates = await api.template_catalog().list()
+    finally:
+        await session.close()
+        await emulator.close()
+    assert {t.friendly_name for t in templates} >= {"order_confirmed"}
+    assert paths == ["/v1/ContentAndApprovals"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -89,6 +90,7 @@ class ContentApiTemplateCatalog:
         timeout: float = 10.0,
         max_pages: int = 50,
         monotonic: Callable[[], float] = time.monotonic,
+        session: Callable[[], aiohttp.ClientSession] | None = None,
     ) -> None:
         token = auth_token if isinstance(auth_token, Secret) else Secret(auth_token)
         raw = f"{account_sid}:{token.reveal()}".encode(errors="replace")  # as twilio_http
@@ -105,6 +107,8 @@ class ContentApiTemplateCatalog:
         self._templates: tuple[TemplateInfo, ...] = ()
         self._loaded_at: float | None = None
         self._lock = asyncio.Lock()
+        # The messaging client's pool when given (one pool per connector), else our own per read.
+        self._session = session
 
     @classmethod
     def from_settings(cls, settings: ConnectionSettings) -> ContentApiTemplateCatalog:
@@ -147,10 +151,16 @@ class ContentApiTemplateCatalog:
             )
         seen: set[str] = set()
         try:
-            async with aiohttp.ClientSession(timeout=self._timeout) as session:
+            async with contextlib.AsyncExitStack() as stack:
+                if self._session is not None:
+                    session = self._session()
+                else:
+                    session = await stack.enter_async_context(aiohttp.ClientSession())
                 while url:
                     seen.add(url)
-                    async with session.get(url, headers=self._headers) as response:
+                    async with session.get(
+                        url, headers=self._headers, timeout=self._timeout
+                    ) as response:
                         raw = await response.read()
                         if response.status != 200:
                             error = wire.decode_api_error(response.status, _json(raw))

@@ -129,9 +129,9 @@ class AiohttpMessagingApi:
         )
 
     def template_catalog(self) -> ContentApiTemplateCatalog:
-        """The account's Content API templates, read with this client's credentials."""
+        """The account's Content API templates, read with this client's credentials and pool."""
         return ContentApiTemplateCatalog(
-            self.account_sid, self._token, base_url=self._content_base_url
+            self.account_sid, self._token, base_url=self._content_base_url, session=self._client
         )
 
     def __repr__(self) -> str:
