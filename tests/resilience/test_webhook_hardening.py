@@ -9,6 +9,7 @@ findings with what the server does now.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -19,7 +20,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
+from multidict import MultiDict
 from resilience_support import serve_app
+from twilio.request_validator import RequestValidator
 
 from ratatosk import ConnectionSettings, ReceiveResult, StatusUpdate
 from ratatosk.adapters.http_server import RunningServer, _BriefMalformedRequests, start_server
@@ -439,3 +442,58 @@ async def test_forwarded_headers_use_the_value_the_nearest_proxy_set(
             await runner.cleanup()
     assert status_code == expected
     assert len(server.messages) == (1 if expected == 200 else 0)
+
+
+# --- a signed body split again into other fields ----------------------------------------------
+
+
+class TestResplitBodies:
+    """Twilio signs keys and values simply joined, so a signed body can be re-split."""
+
+    def resplit(self) -> tuple[list[tuple[str, str]], str]:
+        """A genuine inbound body whose text spells a second From, re-split by an attacker."""
+        genuine = inbound(Body="hiFromwhatsapp:+10000000000")
+        signature = compute_signature(TOKEN, PUBLIC + PATH, genuine)
+        forged = [("From", "whatsapp:+10000000000"), ("Body", "hi")] + [
+            (k, v) for k, v in genuine.items() if k != "Body"
+        ]
+        return forged, signature
+
+    def test_the_resplit_body_carries_a_valid_signature(self) -> None:
+        """The premise: the signature holds for the re-split body (Twilio's validator agrees)."""
+        forged, signature = self.resplit()
+        params: dict[str, list[str]] = {}
+        for name, value in forged:
+            params.setdefault(name, []).append(value)
+        assert TwilioSignatureValidator(TOKEN).validate(PUBLIC + PATH, params, signature)
+        assert RequestValidator(TOKEN).validate(PUBLIC + PATH, MultiDict(forged), signature)
+
+    async def test_a_repeated_single_value_field_is_refused(self, hooks: Hooks) -> None:
+        """The re-split is a 400 naming the repeated field; the handler never sees it."""
+        forged, signature = self.resplit()
+        status_code, text = await hooks.post(PATH, forged, signature=signature)
+        assert status_code == 400
+        answer = json.loads(text)
+        assert answer["code"] == "INVALID_WEBHOOK_DATA"
+        assert "From" in answer["message"]
+        assert hooks.messages == []
+
+    @pytest.mark.parametrize(
+        "field", ["To", "Body", "MessageSid", "ButtonPayload", "AccountSid", "MediaUrl0"]
+    )
+    async def test_any_field_twilio_sends_once(self, hooks: Hooks, field: str) -> None:
+        """Signed correctly, but a single-value field twice: 400, on both routes."""
+        for path, form in ((PATH, inbound()), (STATUS_PATH, status())):
+            pairs = [*form.items(), (field, "one"), (field, "two")]
+            assert (await hooks.post(path, pairs))[0] == 400
+        status_twice = [*status().items(), ("MessageStatus", "read")]
+        assert (await hooks.post(STATUS_PATH, status_twice))[0] == 400
+        assert hooks.messages == []
+        assert hooks.statuses == []
+
+    async def test_unknown_fields_may_repeat(self, hooks: Hooks) -> None:
+        """A field Twilio does not define is kept, all its values, as before."""
+        pairs = [*inbound().items(), ("Custom", "a"), ("Custom", "b")]
+        assert (await hooks.post(PATH, pairs))[0] == 200
+        [received] = hooks.messages
+        assert received.messages[0].properties["Custom"] == ("a", "b")

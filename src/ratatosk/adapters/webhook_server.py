@@ -13,7 +13,9 @@ and nothing is decoded into messages before the signature holds:
 2. media type: neither form nor JSON -> 415; a JSON body that is not UTF-8 -> 400;
 3. form fields over ``max_fields`` -> 413;
 4. ``X-Twilio-Signature`` missing or wrong for the public URL -> 403;
-5. decoding through the connector: a coded failure -> 400 with the code;
+5. decoding through the connector, of the very fields the signature check
+   parsed (handed over as ``MessageSource.form``): a coded failure -> 400
+   with the code (a field Twilio sends once, sent twice, included);
 6. deduplication through the ``Deduplicator`` port, on the event's own key
    (MessageSid; for a status callback plus Twilio's status and error code)
    and on ``I-Twilio-Idempotency-Token`` when sent, each in its own namespace:
@@ -168,10 +170,18 @@ class _Gate:
                 ) from None
             valid = self.validator.validate(url, text, signature)
         else:
-            if source.body.count("&") + 1 > self.max_fields:
+            try:
+                if source.body.count("&") + 1 > self.max_fields:
+                    raise ValueError("too many fields")
+                form = parse_form(source.body)
+            except ValueError:
                 self.stats.refused_size += 1
-                raise _Refusal(413, MessagingErrorCodes.INVALID_WEBHOOK_DATA, "too many fields")
-            valid = self.validator.validate(url, parse_form(source.body), signature)
+                raise _Refusal(
+                    413, MessagingErrorCodes.INVALID_WEBHOOK_DATA, "too many fields"
+                ) from None
+            valid = self.validator.validate(url, form, signature)
+            # The decoder reads the fields just verified: one parse, and nothing else decoded.
+            source = attrs.evolve(source, form=form)
         if not valid:
             self.stats.refused_signature += 1
             log.warning("refused a webhook with a %s signature", "bad" if signature else "missing")
