@@ -1,15 +1,19 @@
 """Twilio's error-code catalog and the Twilio -> framework code map (connector layer).
 
-Pure tables, table-tested. The map keeps Twilio's own code as
-``provider_code`` on every error, so callers can branch on either.
+Pure tables, table-tested. The map is derived from ``provider_errors``, the
+one table of Twilio codes; every error keeps Twilio's own code as
+``provider_code``, so callers can branch on either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 from ..domain.errors import MessagingErrorCodes, catalog
 from ..domain.result import ConnectorError
+from .provider_errors import PROVIDER_ERRORS, Retry
 
 
 class TwilioErrorCodes:
@@ -41,34 +45,16 @@ class TwilioErrorCodes:
 
 _M = MessagingErrorCodes
 
-#: Twilio REST error code -> framework code. Anything absent -> SEND_MESSAGE_FAILED.
-PROVIDER_CODE_MAP: Final[dict[int, str]] = {
-    21211: _M.INVALID_RECIPIENT,  # invalid To
-    21604: _M.INVALID_RECIPIENT,  # To missing
-    21610: _M.INVALID_RECIPIENT,  # recipient unsubscribed (STOP)
-    63003: _M.INVALID_RECIPIENT,  # To is not on WhatsApp
-    63024: _M.INVALID_RECIPIENT,  # invalid message recipient
-    21614: _M.INVALID_SENDER,  # not a mobile number
-    21408: _M.INVALID_SENDER,  # region not permitted
-    21603: _M.INVALID_SENDER,  # no From / MessagingServiceSid
-    63007: _M.INVALID_SENDER,  # From is not a WhatsApp sender of the account
-    20001: _M.INVALID_MESSAGE,
-    21602: _M.INVALID_MESSAGE,  # no Body, MediaUrl or ContentSid
-    21617: _M.INVALID_MESSAGE,  # Body over 1600 characters
-    21620: _M.INVALID_MESSAGE,  # bad media URL
-    21623: _M.INVALID_MESSAGE,  # too many media
-    21654: _M.INVALID_MESSAGE,  # ContentVariables without ContentSid
-    21655: _M.INVALID_MESSAGE,  # bad ContentSid
-    21656: _M.INVALID_MESSAGE,  # bad ContentVariables
-    21658: _M.INVALID_MESSAGE,  # a parameter over its limit
-    20003: _M.INVALID_CREDENTIALS,  # 401
-    20429: _M.RATE_LIMITED,  # too many concurrent requests; safe to retry
-    63018: _M.RATE_LIMITED,  # WhatsApp rate or tier limit
-    63016: TwilioErrorCodes.OUTSIDE_CONVERSATION_WINDOW,  # free-form outside 24 h
-}
+#: Twilio REST error code -> framework code, from ``provider_errors.PROVIDER_ERRORS``.
+#: Anything absent -> SEND_MESSAGE_FAILED.
+PROVIDER_CODE_MAP: Final[Mapping[int, str]] = MappingProxyType(
+    {row.code: row.kernel_code for row in PROVIDER_ERRORS}
+)
 
-#: Codes after which a retry of the *same* request is safe and useful.
-RETRYABLE_PROVIDER_CODES: Final = frozenset({20429})
+#: Codes after which a retry of the *same* request is safe and useful (retry class "now").
+RETRYABLE_PROVIDER_CODES: Final = frozenset(
+    row.code for row in PROVIDER_ERRORS if row.retry is Retry.NOW
+)
 
 
 def map_provider_code(code: int | None, http_status: int | None = None) -> str:

@@ -26,7 +26,7 @@ from typing import Final
 import attrs
 
 from ..ports import ApiError, CreateMessageRequest, MessageResource, TransportError
-from .errors import PROVIDER_CODE_MAP, RETRYABLE_PROVIDER_CODES
+from .provider_errors import Retry, provider_error
 
 #: HTTP statuses after which Twilio has certainly not created the message.
 SAFE_RETRY_STATUSES: Final = frozenset({429, 503})
@@ -44,12 +44,12 @@ def classify(failure: ApiError | TransportError) -> Outcome:
     """What to do after a failed create."""
     if isinstance(failure, TransportError):
         return Outcome.RECONCILE if failure.maybe_delivered else Outcome.RETRY
-    if failure.code in RETRYABLE_PROVIDER_CODES:
+    row = provider_error(failure.code)
+    if row is not None and row.retry is Retry.NOW:
         return Outcome.RETRY
     if failure.status in SAFE_RETRY_STATUSES:
         # A refusal Twilio explained (63018: a WhatsApp tier limit) meets a resend again.
-        known = failure.code is not None and failure.code in PROVIDER_CODE_MAP
-        return Outcome.FINAL if known else Outcome.RETRY
+        return Outcome.FINAL if row is not None else Outcome.RETRY
     if failure.status in AMBIGUOUS_STATUSES:
         return Outcome.RECONCILE
     return Outcome.FINAL
