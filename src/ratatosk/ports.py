@@ -301,7 +301,9 @@ class Deduplicator(Protocol):
     A claim in flight carries a lease: if its holder neither completes nor
     releases it within the lease (the process died), the next claim gets
     FIRST. Completed keys are remembered for a TTL. Lease and TTL belong to
-    the adapter's configuration.
+    the adapter's configuration. ``complete`` and ``release`` name a key, not
+    a holder: a lease shorter than the slowest handler lets a second delivery
+    run beside the first, so choose it well above the handler's worst time.
     """
 
     async def claim(self, key: str, *, wait: float = 0.0) -> Claim:
