@@ -17,7 +17,7 @@ import attrs
 from .adapters.clock import SystemClock
 from .adapters.conversation_window import InMemoryConversationWindows
 from .adapters.memory import InMemoryRateLimiter, InMemorySendLedger
-from .adapters.templates import StaticTemplateCatalog
+from .adapters.templates import ContentApiTemplateCatalog, StaticTemplateCatalog
 from .adapters.twilio_http import AiohttpMessagingApi
 from .domain.settings import ConnectionSettings
 from .ports import (
@@ -107,7 +107,7 @@ def template_catalog_for(
     if isinstance(transport, HasTemplateCatalog):
         return transport.template_catalog()
     if transport is None and settings.get_string("AccountSid") and settings.get_secret("AuthToken"):
-        return AiohttpMessagingApi.from_settings(settings).template_catalog()
+        return ContentApiTemplateCatalog.from_settings(settings)  # its own session per read
     return None
 
 

@@ -1,10 +1,13 @@
 """Sends by message id and claimed SIDs in one process (satisfies ``ports.SendLedger``).
 
 Bounded like every in-memory store here: finished ids and claimed SIDs are
-kept for ``ttl`` seconds and at most ``max_entries`` of each, oldest dropped
-first. Dropping early only means a very late repeat of a message id is sent
-again, or a very old SID could be adopted by a reconcile (whose window is a
-day of the recipient's newest messages): the bound is set well past both.
+kept for ``ttl`` seconds and at most ``max_entries`` of each (10,000 by
+default, about 7 MB), oldest dropped first, so memory stays flat however
+long the process sends. Dropping early means a message id repeated after
+10,000 newer ones is sent again, and a reconcile that waited while more than
+10,000 other sends were answered could miss a claim: a process that sends
+that much needs a bigger bound or a shared ledger, which keeps everything
+for ``ttl``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class InMemorySendLedger:
         monotonic: Callable[[], float],
         *,
         ttl: float = 24 * 3600.0,
-        max_entries: int = 100_000,
+        max_entries: int = 10_000,
         ghost_ttl: float = 300.0,
     ) -> None:
         if ttl <= 0 or max_entries < 1:
