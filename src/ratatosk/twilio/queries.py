@@ -15,6 +15,7 @@ from ..domain.result import ConnectorError, ConnectorResult, StatusUpdate
 from ..ports import AccountResource, ApiError, MessagingApi, TransportError
 from . import wire
 from .errors import TwilioErrorCodes, error
+from .provider_errors import annotate_status
 from .schema import MESSAGE_SID_PATTERN
 from .send import api_failure
 
@@ -51,16 +52,15 @@ async def message_status(
         "to": answer.to,
         "from": answer.from_,
     }
-    return ConnectorResult.success(
-        StatusUpdate(
-            message_id=answer.sid,
-            status=wire.map_status(answer.status),
-            timestamp=answer.date_updated or answer.date_created or now,
-            error_code=answer.error_code,
-            error_message=answer.error_message,
-            data={k: v for k, v in data.items() if v is not None},
-        )
+    update = StatusUpdate(
+        message_id=answer.sid,
+        status=wire.map_status(answer.status),
+        timestamp=answer.date_updated or answer.date_created or now,
+        error_code=answer.error_code,
+        error_message=answer.error_message,
+        data={k: v for k, v in data.items() if v is not None},
     )
+    return ConnectorResult.success(annotate_status(update))
 
 
 async def account(api: MessagingApi) -> ConnectorResult[AccountResource]:

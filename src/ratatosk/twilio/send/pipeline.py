@@ -44,6 +44,7 @@ from ...ports import (
 from .. import wire
 from ..errors import TwilioErrorCodes, error, map_provider_code
 from ..outbound import SendConfig, SendPlan, plan_send
+from ..provider_errors import guidance, provider_error
 from ..resilience import SendPolicy
 from .call import CallTwilio
 from .guard import WindowGuard
@@ -255,14 +256,21 @@ def _failure(
 
 
 def api_failure(code: str, what: str, answer: ApiError) -> ConnectorError:
-    """A coded error from Twilio's answer, keeping its code, status and docs link."""
+    """A coded error from Twilio's answer, keeping its code, status and docs link.
+
+    A code in the provider-error table adds its ``retry`` class and
+    ``remediation``, and its meaning stands in for an empty Twilio message.
+    """
+    row = provider_error(answer.code)
+    said = answer.message.strip() or (row.meaning if row is not None else "")
     return error(
         code,
-        f"{what}: {answer.message} (Twilio {answer.code or answer.status})",
+        f"{what}: {said} (Twilio {answer.code or answer.status})",
         provider_code=answer.code,
         http_status=answer.status,
         more_info=answer.more_info,
         retry_after=answer.retry_after,
+        **guidance(answer.code),
     )
 
 

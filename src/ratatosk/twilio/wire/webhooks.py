@@ -28,6 +28,7 @@ from ...domain.message import Message
 from ...domain.result import ConnectorError, ConnectorResult, ReceiveResult, StatusUpdate
 from ...domain.source import MessageSource, SourceFormat
 from ..errors import TwilioErrorCodes, error
+from ..provider_errors import annotate_status
 from .form import Form, parse_form
 from .rest import map_status
 
@@ -259,7 +260,7 @@ def decode_status_callback(form: Form, received_at: dt.datetime) -> StatusUpdate
         value = _first(form, key)
         if value is not None:
             data[key] = value
-    return StatusUpdate(
+    update = StatusUpdate(
         message_id=sid,
         status=map_status(raw_status),
         timestamp=received_at,
@@ -267,6 +268,8 @@ def decode_status_callback(form: Form, received_at: dt.datetime) -> StatusUpdate
         error_message=_first(form, "ErrorMessage") or _first(form, "ChannelStatusMessage"),
         data=data,
     )
+    # A known ErrorCode brings its retry class and remediation (provider_errors).
+    return annotate_status(update)
 
 
 def decode_status(source: MessageSource, received_at: dt.datetime) -> ConnectorResult[StatusUpdate]:
