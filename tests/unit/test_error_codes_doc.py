@@ -96,3 +96,14 @@ def test_the_unconfirmed_code_is_visible_on_the_page() -> None:
     """63051 is marked on the page, not presented as fact."""
     assert not BY_CODE[63051].confirmed
     assert _documented()[63051][0] == "63051 (unconfirmed)"
+
+
+def test_the_readme_points_to_the_page_and_explains_the_keys() -> None:
+    """Results and error codes links the page and names both keys and every retry class."""
+    readme = _read(ROOT / "README.md")
+    section = readme.split("### Results and error codes", 1)[1].split("\n## ", 1)[0]
+    assert "[docs/error-codes.md](docs/error-codes.md)" in section
+    for phrase in ('details["retry"]', 'details["remediation"]', 'data["retry"]'):
+        assert phrase in section, phrase
+    for value in Retry:
+        assert f'`"{value.value}"`' in section, value
