@@ -6,7 +6,8 @@ more examples than the profile gives by default ask for
 ``max(n, settings().max_examples)``, so ``thorough`` still raises them.
 Fixtures belong in the conftest of the directory that uses them; the only ones
 here are Twilio's OpenAPI contracts (kept in ``tests/contracts/``), which unit
-and integration tests both read.
+and integration tests both read, and the redis-server plugin (``redis_support``),
+which the port suites and the scaling tests share.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from openapi_contracts import CONTENT, MESSAGING, load_contract
+
+#: The real redis-server the Redis adapters are tested on (fixtures: see its docstring).
+pytest_plugins = ["redis_support"]
 
 settings.register_profile(
     "dev",

@@ -328,6 +328,21 @@ class Deduplicator(Protocol):
         ...
 
 
+# --- Shared state stores ------------------------------------------------------------
+
+
+class StateStoreError(Exception):
+    """A state store shared by several processes (Redis) could not be asked.
+
+    Raised by such adapters of every state port (``Deduplicator``,
+    ``RateLimiter``, ``SendLedger``, ``TemplateCache``, ``ConversationWindow``)
+    instead of their client's own errors, so the kernel can refuse to act
+    without the shared state (a send fails with ``STATE_STORE_UNAVAILABLE``,
+    the webhook server answers 503) rather than act on a guess. The message
+    names the store and the failure, never a password.
+    """
+
+
 # --- Conversation window port ------------------------------------------------------
 
 

@@ -2,33 +2,41 @@
 
 An adapter joins by adding one entry to ``ADAPTERS``: a function that builds
 it with a given TTL and lease, and a way to let time pass (the in-memory
-store moves a manual clock; a shared store such as Redis would sleep for
-real). Everything below speaks only through the port, so the same checks
-hold for any store that several webhook servers could share.
+store moves a manual clock; the Redis store, on the suite's real
+redis-server, has its keys aged by a ``RedisTimeMachine``). Everything
+below speaks only through the port, so the same checks hold for any store
+that several webhook servers could share.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import attrs
 import pytest
 
 from ratatosk.adapters.dedup import InMemoryDeduplicator
+from ratatosk.adapters.redis import RedisDeduplicator
 from ratatosk.ports import Claim, Deduplicator
+from redis_support import RedisTimeMachine, shared_redis
 
 #: Long enough that nothing lapses while a test runs, however slow the machine.
 LONG = 3600.0
 
 
+async def _nothing() -> None:
+    return None
+
+
 @attrs.frozen
 class Subject:
-    """How the suite builds an adapter and lets its time pass."""
+    """How the suite builds an adapter, lets its time pass, and closes what it opened."""
 
     make: Callable[..., Deduplicator]
     advance: Callable[[float], Awaitable[None]]
+    close: Callable[[], Awaitable[None]] = _nothing
 
 
 class ManualMonotonic:
@@ -51,12 +59,25 @@ def in_memory() -> Subject:
     return Subject(make, clock.advance)
 
 
-ADAPTERS: dict[str, Callable[[], Subject]] = {"in-memory": in_memory}
+def redis() -> Subject:
+    machine = RedisTimeMachine(shared_redis())
+
+    def make(*, ttl: float = LONG, lease: float = LONG) -> Deduplicator:
+        return RedisDeduplicator(machine.client, prefix=machine.prefix, ttl=ttl, lease=lease)
+
+    return Subject(make, machine.advance, machine.close)
+
+
+ADAPTERS: dict[str, Callable[[], Subject]] = {"in-memory": in_memory, "redis": redis}
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
-def subject(request: Any) -> Subject:
-    return ADAPTERS[request.param]()
+async def subject(request: Any) -> AsyncIterator[Subject]:
+    built = ADAPTERS[request.param]()
+    try:
+        yield built
+    finally:
+        await built.close()
 
 
 async def settle_soon(action: Awaitable[None], delay: float = 0.05) -> None:

@@ -3,13 +3,15 @@
 One suite per port, run against every adapter in its ``*_ADAPTERS`` table.
 An adapter joins by adding a builder that takes a monotonic time source
 (and a way to let that time pass): everything below speaks only through the
-port, so a shared store (Redis) runs the same checks unchanged.
+port, so a shared store (Redis) runs the same checks unchanged. The Redis
+adapters run on the suite's real redis-server, their time given by a
+``RedisTimeMachine`` (a manual clock whose advance also ages their keys).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -20,7 +22,9 @@ from ratatosk.adapters.memory import (
     InMemorySendLedger,
     InMemoryTemplateCache,
 )
+from ratatosk.adapters.redis import RedisRateLimiter, RedisSendLedger, RedisTemplateCache
 from ratatosk.ports import LedgerState, RateLimiter, SendLedger, TemplateCache, TemplateInfo
+from redis_support import RedisTimeMachine, shared_redis
 
 
 class ManualMonotonic:
@@ -34,10 +38,15 @@ class ManualMonotonic:
         self.now += seconds
 
 
+async def _nothing() -> None:
+    return None
+
+
 @attrs.frozen
 class Subject:
     make: Callable[..., Any]
     advance: Callable[[float], Awaitable[None]]
+    close: Callable[[], Awaitable[None]] = _nothing
 
 
 def _in_memory(build: Callable[..., Any]) -> Callable[[], Subject]:
@@ -48,30 +57,60 @@ def _in_memory(build: Callable[..., Any]) -> Callable[[], Subject]:
     return subject
 
 
+def _redis(build: Callable[..., Any]) -> Callable[[], Subject]:
+    def subject() -> Subject:
+        machine = RedisTimeMachine(shared_redis())
+        return Subject(lambda **kw: build(machine, **kw), machine.advance, machine.close)
+
+    return subject
+
+
 LIMITER_ADAPTERS = {
     "in-memory": _in_memory(
         lambda clock, rate=10.0, burst=2.0: InMemoryRateLimiter(rate, burst, clock)
-    )
+    ),
+    "redis": _redis(
+        lambda m, rate=10.0, burst=2.0: RedisRateLimiter(
+            m.client, rate, burst, prefix=m.prefix, now=m
+        )
+    ),
 }
 LEDGER_ADAPTERS = {
-    "in-memory": _in_memory(lambda clock, ttl=3600.0: InMemorySendLedger(clock, ttl=ttl))
+    "in-memory": _in_memory(lambda clock, ttl=3600.0: InMemorySendLedger(clock, ttl=ttl)),
+    "redis": _redis(
+        lambda m, ttl=3600.0: RedisSendLedger(m.client, prefix=m.prefix, ttl=ttl, now=m)
+    ),
 }
-CACHE_ADAPTERS = {"in-memory": _in_memory(InMemoryTemplateCache)}
+CACHE_ADAPTERS = {
+    "in-memory": _in_memory(InMemoryTemplateCache),
+    "redis": _redis(lambda m: RedisTemplateCache(m.client, prefix=m.prefix)),
+}
+
+
+async def _open(table: dict[str, Callable[[], Subject]], name: str) -> AsyncIterator[Subject]:
+    subject = table[name]()
+    try:
+        yield subject
+    finally:
+        await subject.close()
 
 
 @pytest.fixture(params=sorted(LIMITER_ADAPTERS))
-def limiter_subject(request: Any) -> Subject:
-    return LIMITER_ADAPTERS[request.param]()
+async def limiter_subject(request: Any) -> AsyncIterator[Subject]:
+    async for subject in _open(LIMITER_ADAPTERS, request.param):
+        yield subject
 
 
 @pytest.fixture(params=sorted(LEDGER_ADAPTERS))
-def ledger_subject(request: Any) -> Subject:
-    return LEDGER_ADAPTERS[request.param]()
+async def ledger_subject(request: Any) -> AsyncIterator[Subject]:
+    async for subject in _open(LEDGER_ADAPTERS, request.param):
+        yield subject
 
 
 @pytest.fixture(params=sorted(CACHE_ADAPTERS))
-def cache_subject(request: Any) -> Subject:
-    return CACHE_ADAPTERS[request.param]()
+async def cache_subject(request: Any) -> AsyncIterator[Subject]:
+    async for subject in _open(CACHE_ADAPTERS, request.param):
+        yield subject
 
 
 # --- RateLimiter -------------------------------------------------------------------------
