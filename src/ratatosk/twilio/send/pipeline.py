@@ -115,13 +115,13 @@ class SendPipeline:
             return _replay(message.id, entry.outcome)
         if entry.state is not LedgerState.NEW:
             return ConnectorResult.failure(_busy(message.id, entry.state))
-        trace: SendTrace | None = None
+        traces: list[SendTrace] = []  # filled by _send_planned once it asks Twilio
         outcome: Mapping[str, object] | None = None
         try:
-            result, trace = await self._send_planned(message, plan)
+            result = await self._send_planned(message, plan, traces)
             outcome = _outcome_of(result)
         except BaseException:
-            if trace is None or trace.attempts:  # cancelled mid-create: Twilio may have it
+            if traces and traces[0].attempts:  # cancelled mid-create: Twilio may have it
                 outcome = {"error": _cancelled(message.id).to_dict()}
             raise
         finally:
@@ -155,15 +155,15 @@ class SendPipeline:
         return tuple(await asyncio.gather(*(one(m) for m in messages)))
 
     async def _send_planned(
-        self, message: Message, plan: SendPlan
-    ) -> tuple[ConnectorResult[SendResult], SendTrace | None]:
+        self, message: Message, plan: SendPlan, traces: list[SendTrace]
+    ) -> ConnectorResult[SendResult]:
         if self._guard is not None:
             closed = await self._guard.check(plan)
             if closed is not None:
-                return ConnectorResult.failure(closed), None
+                return ConnectorResult.failure(closed)
         request = await self._templates.resolve(plan)
         if isinstance(request, ConnectorError):
-            return ConnectorResult.failure(request), None
+            return ConnectorResult.failure(request)
         trace = SendTrace(
             send=message.id,
             lane=lane_of(request),
@@ -171,10 +171,9 @@ class SendPipeline:
             started=self._clock.now(),
             deadline=self._clock.monotonic() + self._deadline,
         )
+        traces.append(trace)
         # Until Twilio answers, the send may have created a message (cancelled mid-call too).
-        answer: MessageResource | ApiError | TransportError = TransportError(
-            "the send was cancelled", maybe_delivered=True
-        )
+        answer: MessageResource | ApiError | TransportError | None = None
         await self._ledger.lane_enter(trace.lane, trace.send, trace.key)
         try:
             try:
@@ -192,12 +191,14 @@ class SendPipeline:
                         holder,
                     )
         finally:
-            unsettled = isinstance(answer, TransportError) and answer.maybe_delivered
+            unsettled = answer is None or (
+                isinstance(answer, TransportError) and answer.maybe_delivered
+            )
             await self._ledger.lane_leave(trace.lane, trace.send, settled=not unsettled)
         if isinstance(answer, MessageResource):
-            return ConnectorResult.success(self._result(message, answer, trace)), trace
+            return ConnectorResult.success(self._result(message, answer, trace))
         failure = _failure(answer, trace, request)
-        return ConnectorResult.failure(failure.with_details(message_id=message.id)), trace
+        return ConnectorResult.failure(failure.with_details(message_id=message.id))
 
     def _result(self, message: Message, resource: MessageResource, trace: SendTrace) -> SendResult:
         data: dict[str, Any] = {
@@ -223,9 +224,22 @@ class SendPipeline:
 
 def _fingerprint(plan: SendPlan) -> str:
     """What makes two sends of one message id 'the same message'."""
-    template = plan.template
-    named = (template.template_id, template.language) if template is not None else None
-    text = repr((plan.request.to_form(), named))
+    r, template = plan.request, plan.template
+    fields = (
+        r.to,
+        r.from_,
+        r.messaging_service_sid,
+        r.body,
+        r.media_urls,
+        r.persistent_action,
+        r.content_sid,
+        r.content_variables,
+        r.status_callback,
+        r.validity_period,
+        template.template_id if template is not None else None,
+        template.language if template is not None else None,
+    )
+    text = "\x1f".join(map(str, fields))
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
