@@ -16,8 +16,25 @@ $(STAMP): pyproject.toml
 help:
 	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) +## /  make \1\t/'
 
-.PHONY: install  ## create .venv and install the package with its dev tools
-install: $(STAMP)
+.PHONY: install  ## create .venv and install the package with its dev tools (and redis-server)
+install: $(STAMP) redis-server
+
+# The Redis adapters' tests start Debian's redis-server themselves (adr/0017); as root
+# on a machine without it, install it (apt-get update first only if the install fails).
+# RUNLEVEL=1 keeps the package from starting its own service on port 6379.
+.PHONY: redis-server  ## install redis-server for the tests when it is missing (as root)
+redis-server:
+	@if command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing redis-server (Debian's package) for the Redis tests"; \
+		export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1; \
+		apt-get install -y -q redis-server >/dev/null 2>&1 \
+			|| { apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; } \
+			|| echo "could not install redis-server: the Redis tests will fail"; \
+	else \
+		echo "redis-server is missing: the Redis tests will fail until you install it" \
+			"(apt-get install redis-server, or brew install redis)"; \
+	fi
 
 .PHONY: test  ## the CI gate: lint, typecheck, layer contracts, then every test
 test: lint typecheck imports pytest
@@ -41,7 +58,7 @@ imports: $(STAMP)
 	$(BIN)/lint-imports
 
 .PHONY: pytest  ## the whole test suite
-pytest: $(STAMP)
+pytest: $(STAMP) redis-server
 	$(BIN)/pytest -q
 
 .PHONY: unit  ## pure tests only
@@ -53,7 +70,7 @@ contract: $(STAMP)
 	$(BIN)/pytest -q tests/contract
 
 .PHONY: integration  ## real servers on loopback
-integration: $(STAMP)
+integration: $(STAMP) redis-server
 	$(BIN)/pytest -q tests/integration
 
 .PHONY: run  ## the demo: emulator + webhook server on loopback, documented messages end to end
