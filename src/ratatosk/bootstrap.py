@@ -13,16 +13,20 @@ import os
 from collections.abc import Mapping
 
 import attrs
+from aiohttp import web
 
 from .adapters.clock import SystemClock
 from .adapters.conversation_window import InMemoryConversationWindows
 from .adapters.memory import InMemoryRateLimiter, InMemorySendLedger
 from .adapters.templates import ContentApiTemplateCatalog, StaticTemplateCatalog
 from .adapters.twilio_http import AiohttpMessagingApi
+from .adapters.webhook_server import MessageHandler, StatusHandler, create_webhook_app
 from .domain.settings import ConnectionSettings
+from .emulator.model import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from .ports import (
     Clock,
     ConversationWindow,
+    Deduplicator,
     HasClock,
     HasTemplateCatalog,
     MessagingApi,
@@ -134,3 +138,40 @@ def build_connector(
         send_policy=send_policy,
         conversation_window=conversation_window,
     )
+
+
+def build_webhook_app(
+    connector: TwilioWhatsAppConnector,
+    *,
+    public_url: str | None = None,
+    on_message: MessageHandler | None = None,
+    on_status: StatusHandler | None = None,
+    trust_forwarded: bool = False,
+    dedup: Deduplicator | None = None,
+) -> web.Application:
+    """The webhook server's app for an initialised connector, with its signature validator.
+
+    ``dedup`` defaults to the in-memory store; several server processes need
+    a shared one behind the ``Deduplicator`` port.
+    """
+    return create_webhook_app(
+        connector,
+        validator=connector.signature_validator,
+        public_url=public_url,
+        on_message=on_message,
+        on_status=on_status,
+        trust_forwarded=trust_forwarded,
+        dedup=dedup,
+    )
+
+
+def emulator_account(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The account an emulator serves: ``TWILIO_ACCOUNT_SID``/``_AUTH_TOKEN``, else defaults.
+
+    So a shell that points the CLI at the emulator with its own credentials
+    gets an emulator that accepts them.
+    """
+    env = os.environ if environ is None else environ
+    account_sid = env.get("TWILIO_ACCOUNT_SID", "").strip() or DEFAULT_ACCOUNT_SID
+    token = env.get("TWILIO_AUTH_TOKEN", "").strip() or DEFAULT_AUTH_TOKEN
+    return account_sid, token

@@ -16,9 +16,7 @@ import time
 import aiohttp
 
 from ..adapters.http_server import RunningServer, start_server
-from ..adapters.templates import ContentApiTemplateCatalog
-from ..adapters.webhook_server import create_webhook_app
-from ..bootstrap import build_connector
+from ..bootstrap import build_connector, build_webhook_app
 from ..domain.content import MediaContent, MediaType, TemplateContent
 from ..domain.message import Message, MessageBuilder
 from ..domain.result import ReceiveResult, StatusUpdate
@@ -126,18 +124,12 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
         .set_parameter("FromNumber", SENDER)
         .set_parameter("StatusCallback", f"{public}{WEBHOOK_PATH}/status")
     )
-    connector = build_connector(
-        settings, environ={}, template_catalog=ContentApiTemplateCatalog.from_settings(settings)
-    )
+    connector = build_connector(settings, environ={})
     server: RunningServer | None = None
     try:
         (await connector.initialize()).unwrap()
-        app = create_webhook_app(
-            connector,
-            public_url=public,
-            validator=connector.signature_validator,
-            on_message=watcher.on_message,
-            on_status=watcher.on_status,
+        app = build_webhook_app(
+            connector, public_url=public, on_message=watcher.on_message, on_status=watcher.on_status
         )
         server = await start_server(app, sock=sock)
         out.emit(

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..adapters.http_server import start_server, wait_for_stop_signal
-from ..adapters.webhook_server import DEFAULT_PREFIX, create_webhook_app
-from ..bootstrap import build_connector
+from ..adapters.webhook_server import DEFAULT_PREFIX
+from ..bootstrap import build_connector, build_webhook_app, emulator_account
 from ..domain.result import ReceiveResult, StatusUpdate
 from ..domain.schema import is_absolute_http_url
-from ..emulator.app import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, serve_emulator
+from ..emulator.app import DEFAULT_AUTH_TOKEN, serve_emulator
 from .output import EXIT_OK, EXIT_USAGE, Output, describe_status, message_json, status_json
 
 
@@ -53,10 +52,9 @@ async def _serve(args: argparse.Namespace, out: Output) -> int:
     async def on_status(update: StatusUpdate) -> None:
         out.emit("status", describe_status(update), **status_json(update))
 
-    app = create_webhook_app(
+    app = build_webhook_app(
         connector,
         public_url=public_url,
-        validator=connector.signature_validator,
         on_message=on_message,
         on_status=on_status,
         trust_forwarded=args.trust_forwarded,
@@ -78,8 +76,9 @@ async def _serve(args: argparse.Namespace, out: Output) -> int:
 
 def emulator(args: argparse.Namespace, out: Output) -> int:
     """Run the Twilio emulator until interrupted."""
-    account_sid = args.account_sid or os.environ.get("TWILIO_ACCOUNT_SID") or DEFAULT_ACCOUNT_SID
-    token = args.auth_token or os.environ.get("TWILIO_AUTH_TOKEN") or DEFAULT_AUTH_TOKEN
+    from_env = emulator_account()
+    account_sid = args.account_sid or from_env[0]
+    token = args.auth_token or from_env[1]
     faults: dict[str, Any] = {
         "rate_429": args.fault_429,
         "rate_500": args.fault_500,
