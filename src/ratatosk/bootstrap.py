@@ -5,12 +5,18 @@ only one that reads ``TWILIO_*`` variables, always when asked, never at import.
 :func:`complete_plugs` is also what the documented constructor
 ``TwilioWhatsAppConnector(schema, settings)`` runs at ``initialize``, so the
 constructor and :func:`build_connector` choose the same defaults.
+
+State is in memory unless ``RedisUrl`` (``REDIS_URL``) is set: then every
+state port (rate limiter, send ledger, template cache, conversation windows,
+and the webhook server's deduplicator) is plugged to Redis at once. redis-py
+is imported only then, so the in-memory default never needs it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from aiohttp import web
@@ -36,6 +42,9 @@ from .twilio.connector import Plugs, TwilioWhatsAppConnector
 from .twilio.resilience import SendPolicy
 from .twilio.schema import TwilioChannelSchemas
 
+if TYPE_CHECKING:
+    from .adapters.redis import RedisStores
+
 #: Environment variable -> settings parameter.
 ENVIRONMENT: Mapping[str, str] = {
     "TWILIO_ACCOUNT_SID": "AccountSid",
@@ -48,20 +57,60 @@ ENVIRONMENT: Mapping[str, str] = {
     "TWILIO_WEBHOOK_URL": "WebhookUrl",
     "TWILIO_TEMPLATES": "Templates",
     "RATATOSK_WINDOW_GUARD": "ConversationWindowGuard",
+    "REDIS_URL": "RedisUrl",
 }
 
 
 def settings_from_env(
     environ: Mapping[str, str] | None = None, base: ConnectionSettings | None = None
 ) -> ConnectionSettings:
-    """Settings from ``TWILIO_*`` variables laid over ``base`` (blank variables ignored)."""
+    """Settings from ``TWILIO_*`` variables laid over ``base`` (blank variables ignored).
+
+    A parameter the schema declares sensitive (``AuthToken``, ``RedisUrl``) is
+    kept as a ``Secret``.
+    """
     env = os.environ if environ is None else environ
     settings = base or ConnectionSettings()
+    schema = TwilioChannelSchemas.TWILIO_WHATSAPP
     for variable, parameter in ENVIRONMENT.items():
         value = env.get(variable, "").strip()
         if value:
-            settings = settings.set_parameter(parameter, value)
+            spec = schema.parameter(parameter)
+            sensitive = spec is not None and spec.sensitive
+            settings = settings.set_parameter(parameter, value, sensitive=sensitive)
     return settings
+
+
+def redis_url(settings: ConnectionSettings) -> str | None:
+    """``RedisUrl`` (a Secret or plain text), or None: state stays in memory."""
+    url = settings.get_secret("RedisUrl")
+    return url.reveal().strip() if url is not None else None
+
+
+def open_redis(url: str) -> RedisStores:
+    """Every Redis adapter on one new client for ``url``; close it with ``close()``.
+
+    Imports redis-py here, not at module import: without the ``redis`` extra
+    the package works in memory and fails only when Redis is asked for.
+    """
+    try:
+        from .adapters.redis import RedisStores  # noqa: PLC0415 - redis-py only when asked for
+    except ImportError as exc:  # pragma: no cover - the extra is part of the dev install
+        raise RuntimeError("RedisUrl needs redis-py: pip install 'ratatosk-twilio[redis]'") from exc
+    return RedisStores.from_url(url)
+
+
+def redis_plugs(stores: RedisStores, policy: SendPolicy) -> dict[str, Any]:
+    """The state plugs a connector takes from ``stores`` (no limiter when the policy has none)."""
+    limiter = None
+    if policy.rate_per_sender is not None:
+        limiter = stores.rate_limiter(policy.rate_per_sender, policy.burst)
+    return {
+        "rate_limiter": limiter,
+        "send_ledger": stores.send_ledger(),
+        "template_cache": stores.template_cache(),
+        "conversation_window": stores.conversation_windows(),
+    }
 
 
 def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolicy) -> Plugs:
@@ -73,8 +122,20 @@ def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolic
     * template catalog: ``Templates`` (static), else the transport's own (the
       Content API, or the fake's templates);
     * rate limiter (unless ``SendPolicy.rate_per_sender`` is None), send
-      ledger, and with ``ConversationWindowGuard`` the window store: in memory.
+      ledger, and with ``ConversationWindowGuard`` the window store: in memory;
+    * with ``RedisUrl``, those and the template cache in Redis instead, on one
+      client the connector closes at shutdown; the windows are then recorded
+      always, so a guard on another process sees who wrote to this one.
     """
+    url = redis_url(settings)
+    if url is not None and _lacks_state(plugs, policy):
+        stores = open_redis(url)
+        shared = redis_plugs(stores, policy)
+        plugs = attrs.evolve(
+            plugs,
+            **{name: plug for name, plug in shared.items() if getattr(plugs, name) is None},
+            closers=(*plugs.closers, stores.close),
+        )
     transport = plugs.transport or AiohttpMessagingApi.from_settings(settings)
     clock = plugs.clock
     if clock is None:
@@ -94,6 +155,15 @@ def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolic
         rate_limiter=limiter,
         send_ledger=plugs.send_ledger or InMemorySendLedger(clock.monotonic),
         conversation_window=windows,
+    )
+
+
+def _lacks_state(plugs: Plugs, policy: SendPolicy) -> bool:
+    wants_limiter = plugs.rate_limiter is None and policy.rate_per_sender is not None
+    return wants_limiter or None in (
+        plugs.send_ledger,
+        plugs.template_cache,
+        plugs.conversation_window,
     )
 
 
@@ -124,11 +194,18 @@ def build_connector(
     clock: Clock | None = None,
     send_policy: SendPolicy | None = None,
     conversation_window: ConversationWindow | None = None,
+    redis: RedisStores | None = None,
 ) -> TwilioWhatsAppConnector:
     """A connector from settings laid over ``TWILIO_*`` variables; not yet initialised.
 
-    Whatever is not given is chosen by :func:`complete_plugs` at ``initialize``.
+    ``redis``: state adapters on stores the caller opened (and closes), so a
+    process shares one client between the connector and its webhook server
+    or queue. Whatever is not given is chosen by :func:`complete_plugs` at
+    ``initialize`` (Redis of its own when ``RedisUrl`` is set).
     """
+    shared = redis_plugs(redis, send_policy or SendPolicy()) if redis is not None else {}
+    if conversation_window is not None:
+        shared["conversation_window"] = conversation_window
     return TwilioWhatsAppConnector(
         TwilioChannelSchemas.TWILIO_WHATSAPP,
         settings_from_env(environ, settings),
@@ -136,7 +213,7 @@ def build_connector(
         template_catalog=template_catalog,
         clock=clock,
         send_policy=send_policy,
-        conversation_window=conversation_window,
+        **shared,
     )
 
 

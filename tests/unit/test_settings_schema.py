@@ -106,6 +106,15 @@ CASES: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
         st.just(ABSENT) | blank | good_booleans,
         bad_booleans | not_a_string,
     ),
+    "RedisUrl": (
+        st.just(ABSENT)
+        | blank
+        | st.sampled_from(
+            ["redis://127.0.0.1:6379/0", "rediss://:s3cret@cache.example:6380/2", "redis://[::1]"]
+        ),
+        st.sampled_from(["http://cache.example", "redis://", "redis://h:port", "localhost:6379"])
+        | not_a_string,
+    ),
     "Templates": (
         st.just(ABSENT)
         | blank

@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--trust-forwarded", action="store_true", help="rebuild the URL from X-Forwarded-* headers"
     )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share state with other processes through Redis (default: REDIS_URL; else in memory)",
+    )
 
     emulator = commands.add_parser("emulator", help="run a local Twilio emulator")
     emulator.add_argument("--host", default="127.0.0.1")

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..adapters.http_server import start_server, wait_for_stop_signal
 from ..adapters.webhook_server import DEFAULT_PREFIX
-from ..bootstrap import build_connector, build_webhook_app, emulator_account
+from ..bootstrap import (
+    build_connector,
+    build_webhook_app,
+    emulator_account,
+    open_redis,
+    redis_url,
+    settings_from_env,
+)
 from ..domain.result import ReceiveResult, StatusUpdate
 from ..domain.schema import is_absolute_http_url
 from ..emulator.app import DEFAULT_AUTH_TOKEN, serve_emulator
+from ..ports import StateStoreError
+from ..twilio.schema import is_redis_url
 from .output import EXIT_OK, EXIT_USAGE, Output, describe_status, message_json, status_json
+
+if TYPE_CHECKING:
+    from ..adapters.redis import RedisStores
 
 
 def serve(args: argparse.Namespace, out: Output) -> int:
@@ -24,6 +36,13 @@ def serve(args: argparse.Namespace, out: Output) -> int:
             "usage",
             "error: --public-url must be the absolute http(s) URL Twilio calls "
             "(https://host[:port][/path], no user, query or fragment)",
+        )
+        return EXIT_USAGE
+    if args.redis is not None and not is_redis_url(args.redis):
+        out.emit(
+            "usage",
+            "error: --redis must be a redis:// or rediss:// URL "
+            "(redis://[:password@]host[:port][/db])",
         )
         return EXIT_USAGE
     return asyncio.run(_serve(args, out))
@@ -37,7 +56,18 @@ def _is_public_base(url: str) -> bool:
 
 
 async def _serve(args: argparse.Namespace, out: Output) -> int:
-    connector = build_connector()
+    """With ``--redis`` (or ``REDIS_URL``) every state port and the deduplicator share Redis."""
+    url = args.redis or redis_url(settings_from_env())
+    state = open_redis(url) if url and is_redis_url(url) else None
+    try:
+        return await _serve_with(args, out, state)
+    finally:
+        if state is not None:
+            await state.close()
+
+
+async def _serve_with(args: argparse.Namespace, out: Output, state: RedisStores | None) -> int:
+    connector = build_connector(redis=state)
     initialized = await connector.initialize()
     if initialized.error is not None:
         return out.failure(initialized.error)
@@ -58,13 +88,22 @@ async def _serve(args: argparse.Namespace, out: Output) -> int:
         on_message=on_message,
         on_status=on_status,
         trust_forwarded=args.trust_forwarded,
+        dedup=state.deduplicator() if state is not None else None,
     )
     server = await start_server(app, args.host, args.port)
+    shared = f"Redis at {state.where}" if state is not None else "in memory"
     out.emit(
         "listening",
-        f"webhooks on http://{args.host}:{args.port}{DEFAULT_PREFIX} (public {public_url})",
+        f"webhooks on http://{args.host}:{args.port}{DEFAULT_PREFIX} (public {public_url}; "
+        f"state {shared})",
         url=public_url,
+        state=shared,
     )
+    if state is not None:
+        try:
+            await state.ping()
+        except StateStoreError as exc:
+            out.emit("warning", f"{exc}; webhooks are answered 503 until it answers")
     try:
         await wait_for_stop_signal()
         out.emit("stopped", "stopping: closing connections")

@@ -14,7 +14,7 @@ import datetime as dt
 import importlib
 import logging
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -77,6 +77,8 @@ class Plugs:
     rate_limiter: RateLimiter | None = None
     send_ledger: SendLedger | None = None
     clock: Clock | None = None
+    #: What the composition root opened for these plugs (a Redis client), closed at shutdown.
+    closers: tuple[Callable[[], Awaitable[None]], ...] = ()
 
 
 class TwilioWhatsAppConnector:
@@ -231,7 +233,11 @@ class TwilioWhatsAppConnector:
             if self._plugs.transport is not None and self._owns_transport:
                 await self._plugs.transport.close()
         finally:
-            self._state = ConnectorState.SHUTDOWN
+            try:
+                for close in self._plugs.closers:
+                    await close()
+            finally:
+                self._state = ConnectorState.SHUTDOWN
 
     async def __aenter__(self) -> Self:
         (await self.initialize()).unwrap()

@@ -3,11 +3,13 @@
 Declares exactly what the documentation's Schema table says, plus the
 capabilities the sibling implements (receiving, state handling, media, health)
 and what this package adds: the parameters FromNumber, MessagingServiceSid,
-ApiBaseUrl and StrictNumbers, and sending locations (Twilio's PersistentAction).
+ApiBaseUrl, StrictNumbers and RedisUrl (the shared state of several processes),
+and sending locations (Twilio's PersistentAction).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from ..domain.content import ContentType
@@ -35,6 +37,11 @@ CONTENT_SID_PATTERN: Final = r"HX[0-9a-fA-F]{32}"
 MESSAGE_SID_PATTERN: Final = r"(SM|MM)[0-9a-fA-F]{32}"
 #: A positive number of seconds, such as ``5``, ``0.5`` or ``2.25``.
 SECONDS_PATTERN: Final = r"0*[1-9]\d{0,5}(\.\d{1,3})?|0*\.(?=\d*[1-9])\d{1,3}"
+#: ``redis[s]://[user:password@]host[:port][/db][?options]``, host a name or ``[IPv6]``.
+REDIS_URL_PATTERN: Final = (
+    r"rediss?://(?:[^\s@/]*@)?(?:\[[0-9a-fA-F:.]+\]|[^\s@/:?#\[\]]+)"
+    r"(?::\d{1,5})?(?:/\d{0,5})?(?:\?[^\s#]*)?"
+)
 DEFAULT_API_BASE_URL: Final = "https://api.twilio.com"
 DEFAULT_CONTENT_BASE_URL: Final = "https://content.twilio.com"
 
@@ -99,6 +106,12 @@ _PARAMETERS = (
         description="Refuse numbers that are possible but not valid in their numbering plan",
     ),
     ParameterSpec(
+        name="RedisUrl",
+        sensitive=True,  # it may carry a password: kept as a Secret, never shown
+        pattern=REDIS_URL_PATTERN,
+        description="redis:// or rediss:// URL of the state every process shares (REDIS_URL)",
+    ),
+    ParameterSpec(
         name="ConversationWindowGuard",
         type=DataType.BOOLEAN,
         default=False,
@@ -146,6 +159,11 @@ class TwilioChannelSchemas:
         ),
         message_properties=_PROPERTIES,
     )
+
+
+def is_redis_url(text: str) -> bool:
+    """Whether ``text`` is a ``redis://`` or ``rediss://`` URL the ``RedisUrl`` setting takes."""
+    return isinstance(text, str) and re.fullmatch(REDIS_URL_PATTERN, text.strip()) is not None
 
 
 def settings_problem(schema: ChannelSchema, settings: ConnectionSettings) -> ConnectorError | None:

@@ -78,10 +78,15 @@ class RedisStores:
         )
         return cls(Redis.from_pool(pool), prefix=prefix, owns_client=True)
 
-    def __repr__(self) -> str:
+    @property
+    def where(self) -> str:
+        """``host:port/db`` of the server, for a log line (never the password)."""
         kwargs = self.redis.connection_pool.connection_kwargs
-        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-        return f"RedisStores({where}, prefix={self.prefix!r})"
+        place = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return f"{place}/{kwargs.get('db', 0)}"
+
+    def __repr__(self) -> str:
+        return f"RedisStores({self.where}, prefix={self.prefix!r})"
 
     def deduplicator(self, *, ttl: float = 24 * 3600.0, lease: float = 120.0) -> RedisDeduplicator:
         return RedisDeduplicator(self.redis, prefix=self.prefix, ttl=ttl, lease=lease)
