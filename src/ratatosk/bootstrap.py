@@ -23,7 +23,7 @@ from aiohttp import web
 
 from .adapters.clock import SystemClock
 from .adapters.conversation_window import InMemoryConversationWindows
-from .adapters.memory import InMemoryRateLimiter, InMemorySendLedger
+from .adapters.memory import InMemoryRateLimiter, InMemorySendLedger, InMemoryStatusTracker
 from .adapters.templates import ContentApiTemplateCatalog, StaticTemplateCatalog
 from .adapters.twilio_http import AiohttpMessagingApi
 from .adapters.webhook_server import MessageHandler, StatusHandler, create_webhook_app
@@ -154,6 +154,7 @@ def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolic
         template_catalog=catalog,
         rate_limiter=limiter,
         send_ledger=plugs.send_ledger or InMemorySendLedger(clock.monotonic),
+        status_tracker=plugs.status_tracker or InMemoryStatusTracker(),
         conversation_window=windows,
     )
 

@@ -498,3 +498,48 @@ class TemplateCache(Protocol):
     async def put(
         self, name: str, language: str | None, info: TemplateInfo | None, ttl: float
     ) -> None: ...
+
+
+# --- Status tracker port --------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class StatusEvent:
+    """One status report for a message, as it arrived: Twilio's word, its code, when."""
+
+    status: str
+    error_code: int | None = None
+    at: dt.datetime
+
+
+@attrs.frozen(kw_only=True)
+class StatusTimeline:
+    """What is known of one message: the status that counts, and every report in arrival order.
+
+    ``current`` is the highest-ranked report seen (the first of equal ranks),
+    so a late or repeated callback never moves a message back. ``advanced``
+    says whether the report just applied moved ``current``.
+    """
+
+    sid: str
+    current: StatusEvent
+    history: tuple[StatusEvent, ...]
+    advanced: bool
+
+
+@runtime_checkable
+class StatusTracker(Protocol):
+    """Message status timelines, merged from callbacks that arrive out of order and twice.
+
+    The rule that decides whether a report moves a message forward is the
+    kernel's (``MessageStatus.supersedes``); a store applies it atomically, so
+    two webhook servers that share it agree on the current status.
+    """
+
+    async def apply(self, sid: str, event: StatusEvent) -> StatusTimeline:
+        """Record ``event`` for ``sid``; the timeline after it."""
+        ...
+
+    async def timeline(self, sid: str) -> StatusTimeline | None:
+        """What is known of ``sid``; None when no report was ever applied."""
+        ...

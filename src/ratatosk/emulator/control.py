@@ -109,6 +109,19 @@ async def _status(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def _callbacks(request: web.Request) -> web.Response:
+    """Queue status callbacks for a message in a chosen order, repeats included."""
+    try:
+        data = await request.json()
+        statuses = data["statuses"]
+        if not isinstance(statuses, list):
+            raise TypeError("statuses must be a list")
+        request.app[MODEL_KEY].queue_callbacks(str(data["sid"]), [str(s) for s in statuses])
+    except (KeyError, TypeError, ValueError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"ok": True})
+
+
 def scripted_error(data: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments of ``fail_next`` / ``fail_all`` from JSON; raises on malformed input."""
     retry_after = data.get("retry_after")
@@ -155,6 +168,7 @@ def register_control_routes(app: web.Application) -> None:
     app.router.add_get("/_emulator/messages", _messages)
     app.router.add_get("/_emulator/deliveries", _deliveries)
     app.router.add_post("/_emulator/status", _status)
+    app.router.add_post("/_emulator/callbacks", _callbacks)
     app.router.add_post("/_emulator/fail_next", _fail_next)
     app.router.add_post("/_emulator/fail_all", _fail_all)
     app.router.add_post("/_emulator/clear_failures", _clear_failures)

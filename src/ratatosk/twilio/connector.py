@@ -44,6 +44,8 @@ from ..ports import (
     RateLimiter,
     SendLedger,
     SignatureValidator,
+    StatusTimeline,
+    StatusTracker,
     TemplateCache,
     TemplateCatalog,
 )
@@ -76,6 +78,7 @@ class Plugs:
     conversation_window: ConversationWindow | None = None
     rate_limiter: RateLimiter | None = None
     send_ledger: SendLedger | None = None
+    status_tracker: StatusTracker | None = None
     clock: Clock | None = None
     #: What the composition root opened for these plugs (a Redis client), closed at shutdown.
     closers: tuple[Callable[[], Awaitable[None]], ...] = ()
@@ -106,6 +109,7 @@ class TwilioWhatsAppConnector:
         rate_limiter: RateLimiter | None = None,
         send_ledger: SendLedger | None = None,
         template_cache: TemplateCache | None = None,
+        status_tracker: StatusTracker | None = None,
     ) -> None:
         if not isinstance(schema, ChannelSchema):
             raise TypeError(
@@ -124,6 +128,7 @@ class TwilioWhatsAppConnector:
             conversation_window=conversation_window,
             rate_limiter=rate_limiter,
             send_ledger=send_ledger,
+            status_tracker=status_tracker,
             clock=clock,
         )
         # We close what we opened; a transport the caller passed is the caller's.
@@ -315,8 +320,12 @@ class TwilioWhatsAppConnector:
 
     # --- status -----------------------------------------------------------------------
 
-    async def get_message_status(self, message_sid: str) -> ConnectorResult[StatusUpdate]:
-        """Ask Twilio where a message is.
+    async def get_message_status(
+        self, message_sid: str, *, prefer_tracked: bool = False
+    ) -> ConnectorResult[StatusUpdate]:
+        """Where a message is: Twilio's answer, or with ``prefer_tracked`` the status
+        callbacks already received, when there are any (no request; ``data["source"]``
+        says which).
 
         Codes: STATUS_QUERY_FAILED (not a message SID), WHATSAPP_STATUS_QUERY_FAILED
         (Twilio refused or could not be reached; its code kept), UNSUPPORTED_OPERATION.
@@ -325,7 +334,19 @@ class TwilioWhatsAppConnector:
         refused = self._refuse(Capability.MESSAGE_STATUS_QUERY)
         if refused is not None:
             return ConnectorResult.failure(refused)
+        tracker = self._plugs.status_tracker
+        if prefer_tracked and tracker is not None and isinstance(message_sid, str):
+            timeline = await tracker.timeline(message_sid)
+            if timeline is not None:
+                return ConnectorResult.success(queries.tracked_status(timeline))
         return await queries.message_status(api, message_sid, self._now())
+
+    async def get_status_timeline(self, message_sid: str) -> StatusTimeline | None:
+        """Every status callback received for a message, in arrival order, and the one that
+        counts; None when none was received (or no tracker is plugged)."""
+        self._ready()
+        tracker = self._plugs.status_tracker
+        return None if tracker is None else await tracker.timeline(message_sid)
 
     # --- receiving --------------------------------------------------------------------
 
@@ -354,15 +375,24 @@ class TwilioWhatsAppConnector:
         return received
 
     async def receive_message_status(self, source: MessageSource) -> ConnectorResult[StatusUpdate]:
-        """Parse a status callback. Codes: INVALID_WEBHOOK_DATA, RECEIVE_STATUS_FAILED,
-        UNSUPPORTED_CONTENT_TYPE."""
+        """Parse a status callback and merge it into the message's timeline.
+
+        The update's ``data`` says whether it moved the message forward
+        (``advanced``) and what its status now is (``current_status``): a
+        ``sent`` arriving after ``read`` is reported, but does not count.
+        Codes: INVALID_WEBHOOK_DATA, RECEIVE_STATUS_FAILED, UNSUPPORTED_CONTENT_TYPE.
+        """
         self._ready()
         refused = self._refuse(Capability.HANDLE_MESSAGE_STATE)
         if refused is not None:
             return ConnectorResult.failure(refused)
         if not isinstance(source, MessageSource):
             raise TypeError("receive_message_status takes a MessageSource")
-        return wire.decode_status(source, self._now())
+        decoded = wire.decode_status(source, self._now())
+        tracker = self._plugs.status_tracker
+        if tracker is None or decoded.value is None:
+            return decoded
+        return ConnectorResult.success(await queries.track(tracker, decoded.value))
 
     def validate_signature(
         self, url: str, source: MessageSource, signature: str | None

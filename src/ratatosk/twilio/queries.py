@@ -10,9 +10,19 @@ import datetime as dt
 import re
 from typing import Any, Final
 
+import attrs
+
 from ..domain.errors import MessagingErrorCodes
 from ..domain.result import ConnectorError, ConnectorResult, StatusUpdate
-from ..ports import AccountResource, ApiError, MessagingApi, TransportError
+from ..ports import (
+    AccountResource,
+    ApiError,
+    MessagingApi,
+    StatusEvent,
+    StatusTimeline,
+    StatusTracker,
+    TransportError,
+)
 from . import wire
 from .errors import TwilioErrorCodes, error
 from .provider_errors import annotate_status
@@ -61,6 +71,43 @@ async def message_status(
         data={k: v for k, v in data.items() if v is not None},
     )
     return ConnectorResult.success(annotate_status(update))
+
+
+async def track(tracker: StatusTracker, update: StatusUpdate) -> StatusUpdate:
+    """``update`` merged into its message's timeline; its data says what that changed."""
+    event = StatusEvent(
+        status=str(update.data.get("twilio_status") or update.status.value),
+        error_code=update.error_code,
+        at=update.timestamp,
+    )
+    timeline = await tracker.apply(update.message_id, event)
+    current = timeline.current
+    return attrs.evolve(
+        update,
+        data={
+            **update.data,
+            "advanced": timeline.advanced,
+            "current_status": wire.map_status(current.status).value,
+            "current_twilio_status": current.status,
+            "reports": len(timeline.history),
+        },
+    )
+
+
+def tracked_status(timeline: StatusTimeline) -> StatusUpdate:
+    """The status that counts of a tracked message, as ``get_message_status`` answers it."""
+    current = timeline.current
+    return StatusUpdate(
+        message_id=timeline.sid,
+        status=wire.map_status(current.status),
+        timestamp=current.at,
+        error_code=current.error_code,
+        data={
+            "twilio_status": current.status,
+            "source": "tracker",
+            "reports": len(timeline.history),
+        },
+    )
 
 
 async def account(api: MessagingApi) -> ConnectorResult[AccountResource]:

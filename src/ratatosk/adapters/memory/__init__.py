@@ -7,6 +7,12 @@ through the same port contract suite (``tests/ports``).
 
 from .rate_limiter import InMemoryRateLimiter
 from .send_ledger import InMemorySendLedger
+from .status_tracker import InMemoryStatusTracker
 from .template_cache import InMemoryTemplateCache
 
-__all__ = ["InMemoryRateLimiter", "InMemorySendLedger", "InMemoryTemplateCache"]
+__all__ = [
+    "InMemoryRateLimiter",
+    "InMemorySendLedger",
+    "InMemoryStatusTracker",
+    "InMemoryTemplateCache",
+]

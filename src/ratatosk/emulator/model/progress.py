@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from ...twilio.signature import compute_signature
@@ -107,6 +107,26 @@ class ProgressionMixin:
         self._apply(message, status, error_code, now)
         message.plan = [] if error_code is not None else self.path_after(status, None)
         self.schedule(message, now + self.step)
+
+    def queue_callbacks(self, sid: str, statuses: Sequence[str]) -> None:
+        """Queue status callbacks for ``sid`` in exactly this order, the message unchanged.
+
+        Twilio's callbacks arrive out of order and twice; this scripts that
+        (``["read", "sent", "delivered", "delivered"]``). Each is a distinct
+        delivery with its own idempotency token. Raises KeyError for an unknown
+        SID or one without a StatusCallback, ValueError for an unknown status.
+        """
+        message = self._messages.get(sid)
+        if message is None or not message.status_callback:
+            raise KeyError(f"no message {sid!r} with a StatusCallback in the model")
+        unknown = [s for s in statuses if s not in STATUSES]
+        if unknown:
+            raise ValueError(f"not Twilio message statuses: {unknown!r}")
+        for status in statuses:
+            saved = message.status
+            message.status = status
+            self._callbacks.append(self._callback(message))
+            message.status = saved
 
     def _apply(
         self, message: StoredMessage, status: str, code: int | None, when: dt.datetime
