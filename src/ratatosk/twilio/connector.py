@@ -194,12 +194,7 @@ class TwilioWhatsAppConnector:
         guarded = settings.get_bool("ConversationWindowGuard")
         self._pipeline = SendPipeline(
             self.schema,
-            SendConfig(
-                default_from=settings.get_string("FromNumber"),
-                messaging_service_sid=settings.get_string("MessagingServiceSid"),
-                status_callback=settings.get_string("StatusCallback"),
-                strict_numbers=settings.get_bool("StrictNumbers"),
-            ),
+            SendConfig.from_settings(settings),
             create=create_stages(
                 plugs.transport,
                 self._policy,

@@ -35,6 +35,7 @@ from ..domain.schema import (
     is_absolute_http_url,
     validate_properties,
 )
+from ..domain.settings import ConnectionSettings
 from ..ports import CreateMessageRequest, TemplateInfo
 from .errors import TwilioErrorCodes, error
 from .schema import CONTENT_SID_PATTERN, MAX_BODY_LENGTH
@@ -52,6 +53,17 @@ class SendConfig:
     messaging_service_sid: str | None = None
     status_callback: str | None = None
     strict_numbers: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: ConnectionSettings) -> SendConfig:
+        """One reading of the settings, so a plan made ahead of a send (``ratatosk
+        send-batch --dry-run``) is the plan the connector makes."""
+        return cls(
+            default_from=settings.get_string("FromNumber"),
+            messaging_service_sid=settings.get_string("MessagingServiceSid"),
+            status_callback=settings.get_string("StatusCallback"),
+            strict_numbers=settings.get_bool("StrictNumbers"),
+        )
 
 
 @attrs.frozen(kw_only=True)
