@@ -184,7 +184,9 @@ def test_demo_runs_end_to_end() -> None:
     done = ratatosk("demo")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "forged request refused with HTTP 403" in done.stdout
-    assert "OK: 3 sent" in done.stdout
+    assert "OK: 4 sent" in done.stdout
+    assert "Sent       signed+verified, ignored (already Read)" in done.stdout
+    assert "2 late callbacks ignored" in done.stdout
 
 
 def test_serve_prints_each_verified_event_as_a_json_line(emulator_url: str) -> None:

@@ -68,18 +68,23 @@ class _Watcher:
     def __init__(self, out: Output) -> None:
         self.out = out
         self.updates: dict[str, MessageStatus] = {}
+        self.ignored: list[StatusUpdate] = []
         self.inbound: list[ReceiveResult] = []
         self.arrived = asyncio.Event()
 
     async def on_status(self, update: StatusUpdate) -> None:
-        previous = self.updates.get(update.message_id, MessageStatus.UNKNOWN)
-        applied = update.status.supersedes(previous)
-        if applied:
-            self.updates[update.message_id] = update.status
+        # The connector's status tracker says whether this report moved the message forward.
+        current = MessageStatus(update.data["current_status"])
+        self.updates[update.message_id] = current
+        if update.data["advanced"]:
+            verdict = "applied"
+        else:
+            verdict = f"ignored (already {current.value})"
+            self.ignored.append(update)
         self.out.emit(
             "callback",
             f"  <- status {update.message_id[:10]}... {update.status.value:10} "
-            f"signed+verified, {'applied' if applied else 'ignored (older)'}",
+            f"signed+verified, {verdict}",
             **status_json(update),
         )
         self.arrived.set()
@@ -147,14 +152,16 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
             out.emit(
                 "final", f"  {sid} is {status.status.value}", sid=sid, status=status.status.value
             )
+        late = await _out_of_order(out, connector, emulator, watcher, timeout)
         reply_status = await _inbound(out, emulator, public)
         forged_status = await _forged(out, public)
         await _show_refusals(out, connector)
-        ok = len(watcher.inbound) == 1 and forged_status == 403 and reply_status == 200
+        ok = late and len(watcher.inbound) == 1 and forged_status == 403 and reply_status == 200
         out.emit(
             "done",
-            f"\n{'OK' if ok else 'FAILED'}: 3 sent, {len(watcher.updates)} messages tracked to "
-            f"READ, {len(watcher.inbound)} inbound, forged refused "
+            f"\n{'OK' if ok else 'FAILED'}: {len(sids) + 1} sent, {len(watcher.updates)} messages tracked to "
+            f"READ, {len(watcher.ignored)} late callbacks ignored, "
+            f"{len(watcher.inbound)} inbound, forged refused "
             f"({time.monotonic() - began:.1f}s)",
             ok=ok,
         )
@@ -164,6 +171,41 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
         if server is not None:
             await server.close()
         await emulator.close()
+
+
+async def _out_of_order(
+    out: Output,
+    connector: TwilioWhatsAppConnector,
+    emulator: RunningEmulator,
+    watcher: _Watcher,
+    timeout: float,
+) -> bool:
+    """Callbacks as Twilio can deliver them: ``read`` first, then ``sent`` and ``delivered``."""
+    out.emit("section", "\n   Callbacks out of order: read first, then a late sent and delivered")
+    message = MessageBuilder().to_phone(RECIPIENT).with_text("Tracking out of order").build()
+    result = await connector.send_message(message)
+    if result.error is not None:
+        out.failure(result.error)
+        return False
+    sid = result.unwrap().provider_message_id
+    emulator.model.set_status(sid, "read")
+    emulator.model.queue_callbacks(sid, ["sent", "delivered"])
+    deadline = time.monotonic() + timeout
+    while sum(u.message_id == sid for u in watcher.ignored) < 2:
+        if time.monotonic() > deadline:
+            out.emit("timeout", "  the late callbacks did not arrive in time")
+            return False
+        watcher.arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watcher.arrived.wait(), timeout=1.0)
+    tracked = (await connector.get_message_status(sid, prefer_tracked=True)).unwrap()
+    out.emit(
+        "tracked",
+        f"  {sid} is {tracked.status.value} (from the callbacks received, no request)",
+        sid=sid,
+        status=tracked.status.value,
+    )
+    return tracked.status is MessageStatus.READ
 
 
 async def _send_examples(out: Output, connector: TwilioWhatsAppConnector) -> list[str] | None:
