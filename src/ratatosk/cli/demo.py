@@ -159,8 +159,8 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
         ok = late and len(watcher.inbound) == 1 and forged_status == 403 and reply_status == 200
         out.emit(
             "done",
-            f"\n{'OK' if ok else 'FAILED'}: {len(sids) + 1} sent, {len(watcher.updates)} messages tracked to "
-            f"READ, {len(watcher.ignored)} late callbacks ignored, "
+            f"\n{'OK' if ok else 'FAILED'}: {len(sids) + 1} sent, "
+            f"{len(watcher.updates)} messages tracked to READ, {len(watcher.ignored)} late callbacks ignored, "
             f"{len(watcher.inbound)} inbound, forged refused "
             f"({time.monotonic() - began:.1f}s)",
             ok=ok,
