@@ -160,7 +160,8 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
         out.emit(
             "done",
             f"\n{'OK' if ok else 'FAILED'}: {len(sids) + 1} sent, "
-            f"{len(watcher.updates)} messages tracked to READ, {len(watcher.ignored)} late callbacks ignored, "
+            f"{len(watcher.updates)} messages tracked to READ, "
+            f"{len(watcher.ignored)} late callbacks ignored, "
             f"{len(watcher.inbound)} inbound, forged refused "
             f"({time.monotonic() - began:.1f}s)",
             ok=ok,
