@@ -21,7 +21,7 @@ from ratatosk.adapters.redis import (
 )
 from ratatosk.bootstrap import build_connector, complete_plugs, redis_url, settings_from_env
 from ratatosk.testing import FakeTwilio
-from ratatosk.twilio import SendPolicy, TwilioChannelSchemas, TwilioErrorCodes
+from ratatosk.twilio import SendPolicy, TwilioErrorCodes
 from ratatosk.twilio.connector import Plugs
 from redis_support import RedisServer
 

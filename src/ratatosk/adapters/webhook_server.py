@@ -22,6 +22,8 @@ and nothing is decoded into messages before the signature holds:
    either one seen before -> 200 without calling the handler; a repeat of one
    still being handled waits for its outcome, and after ``in_flight_wait``
    gets 503 (retry later);
+   a shared store (Redis) that cannot be reached -> 503 (Twilio retries
+   later), never 200 without deduplication;
 7. the handler; if it raises, the delivery is forgotten and the answer is
    500, so Twilio's retry is handled instead of lost; after
    ``max_handler_attempts`` failures on one event it is given up instead, so
@@ -48,7 +50,7 @@ from aiohttp import web
 from ..domain.errors import MessagingErrorCodes
 from ..domain.result import ConnectorResult, ReceiveResult, StatusUpdate
 from ..domain.source import MessageSource, SourceFormat
-from ..ports import Claim, Deduplicator, SignatureValidator
+from ..ports import Claim, Deduplicator, SignatureValidator, StateStoreError
 from ..twilio.errors import TwilioErrorCodes
 from ..twilio.twiml import TwiML
 from ..twilio.wire import parse_form
@@ -62,6 +64,8 @@ DEFAULT_MAX_BODY: Final = 64 * 1024
 DEFAULT_MAX_FIELDS: Final = 200
 SIGNATURE_HEADER: Final = "X-Twilio-Signature"
 IDEMPOTENCY_HEADER: Final = "I-Twilio-Idempotency-Token"
+#: Seconds a 503 for an unreachable state store asks Twilio to wait.
+STORE_RETRY_AFTER: Final = 5
 
 E = TypeVar("E", ReceiveResult, StatusUpdate)
 MessageHandler = Callable[[ReceiveResult], Awaitable[None]]
@@ -92,6 +96,7 @@ class WebhookStats:
     handler_errors: int = 0
     in_flight: int = 0
     abandoned: int = 0
+    store_unavailable: int = 0
 
 
 STATS: Final = web.AppKey("ratatosk.webhook_stats", WebhookStats)
@@ -260,7 +265,10 @@ class _Deliveries:
                     await self._release(held)
                     return self._not_first(claim)
                 held.append(key)
-        except BaseException:  # the store failed, or the request was cancelled
+        except StateStoreError as exc:  # no deduplication, no handling: Twilio retries later
+            await self._release(held)
+            return self.store_unavailable(exc)
+        except BaseException:  # the request was cancelled
             await self._release(held)
             raise
         try:
@@ -297,8 +305,20 @@ class _Deliveries:
         return failures
 
     async def _complete(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            await self._dedup.complete(key)
+        try:
+            for key in keys:
+                await self._dedup.complete(key)
+        except StateStoreError as exc:  # handled all the same: answering 503 would repeat it
+            log.error("a handled webhook could not be marked handled: %s", exc)
+
+    def store_unavailable(self, exc: StateStoreError) -> web.Response:
+        self._stats.store_unavailable += 1
+        log.error("webhook answered 503: %s", exc)
+        return _Refusal(
+            503,
+            TwilioErrorCodes.STATE_STORE_UNAVAILABLE,
+            "the shared state store cannot be reached; retry later",
+        ).response(retry_after=STORE_RETRY_AFTER)
 
     def _not_first(self, claim: Claim) -> web.Response:
         if claim is Claim.REPEAT:
@@ -310,8 +330,11 @@ class _Deliveries:
         ).response(retry_after=int(self._wait) + 1)
 
     async def _release(self, keys: Sequence[str]) -> None:
-        for key in reversed(keys):
-            await self._dedup.release(key)
+        try:
+            for key in reversed(keys):
+                await self._dedup.release(key)
+        except StateStoreError as exc:  # the claims lapse with their lease instead
+            log.error("webhook claims could not be released: %s", exc)
 
 
 #: Tokens are the sender's choice and unsigned: long ones are stored as a digest.
@@ -405,7 +428,10 @@ def create_webhook_app(
                 source = await gate.admit(request)
             except _Refusal as refusal:
                 return refusal.response()
-            decoded = await decode(source)
+            try:
+                decoded = await decode(source)  # records conversation windows, maybe in Redis
+            except StateStoreError as exc:
+                return deliveries.store_unavailable(exc)
             if decoded.error is not None:
                 stats.bad_request += 1
                 return _Refusal(400, decoded.error.code, decoded.error.message).response()

@@ -39,6 +39,7 @@ from ...ports import (
     MessagingApi,
     RateLimiter,
     SendLedger,
+    StateStoreError,
     TransportError,
 )
 from .. import wire
@@ -110,7 +111,10 @@ class SendPipeline:
         plan = plan_send(self._schema, self._config, message)
         if isinstance(plan, ConnectorError):
             return ConnectorResult.failure(plan)
-        entry = await self._ledger.begin(message.id, _fingerprint(plan))
+        try:
+            entry = await self._ledger.begin(message.id, _fingerprint(plan))
+        except StateStoreError as exc:
+            return ConnectorResult.failure(_store_unavailable(message.id, exc))
         if entry.outcome is not None:
             return _replay(message.id, entry.outcome)
         if entry.state is not LedgerState.NEW:
@@ -120,13 +124,22 @@ class SendPipeline:
         try:
             result = await self._send_planned(message, plan, traces)
             outcome = _outcome_of(result)
+        except StateStoreError as exc:  # raised only before Twilio was asked (see below)
+            result = ConnectorResult.failure(_store_unavailable(message.id, exc))
         except BaseException:
             if traces and traces[0].attempts:  # cancelled mid-create: Twilio may have it
                 outcome = {"error": _cancelled(message.id).to_dict()}
             raise
         finally:
-            await self._ledger.finish(message.id, outcome)
+            await self._finish(message.id, outcome)
         return result
+
+    async def _finish(self, message_id: str, outcome: Mapping[str, object] | None) -> None:
+        """Record the outcome; a store that fails now leaves the id in flight, never resent."""
+        try:
+            await self._ledger.finish(message_id, outcome)
+        except StateStoreError as exc:
+            log.error("the outcome of message %s could not be recorded: %s", message_id, exc)
 
     async def send_batch(
         self, messages: Iterable[Message], concurrency: int
@@ -181,7 +194,7 @@ class SendPipeline:
             except TransportError as exc:
                 answer = exc
             if isinstance(answer, MessageResource) and not trace.reconciled:
-                holder = await self._ledger.claim_sid(answer.sid, trace.send, adopted=False)
+                holder = await self._claim_answered(answer.sid, trace.send)
                 if holder is not None:
                     log.error(
                         "Twilio answered message %s with %s, which a reconcile had adopted for "
@@ -194,11 +207,22 @@ class SendPipeline:
             unsettled = answer is None or (
                 isinstance(answer, TransportError) and answer.maybe_delivered
             )
-            await self._ledger.lane_leave(trace.lane, trace.send, settled=not unsettled)
+            try:
+                await self._ledger.lane_leave(trace.lane, trace.send, settled=not unsettled)
+            except StateStoreError as exc:  # its lane entry lapses on the store by itself
+                log.error("message %s could not leave its lane: %s", message.id, exc)
         if isinstance(answer, MessageResource):
             return ConnectorResult.success(self._result(message, answer, trace))
         failure = _failure(answer, trace, request)
         return ConnectorResult.failure(failure.with_details(message_id=message.id))
+
+    async def _claim_answered(self, sid: str, send: str) -> str | None:
+        """Claim the SID Twilio answered; the message is sent whether or not the store answers."""
+        try:
+            return await self._ledger.claim_sid(sid, send, adopted=False)
+        except StateStoreError as exc:
+            log.error("message %s was sent as %s, but the SID was not recorded: %s", send, sid, exc)
+            return None
 
     def _result(self, message: Message, resource: MessageResource, trace: SendTrace) -> SendResult:
         data: dict[str, Any] = {
@@ -343,6 +367,15 @@ def _busy(message_id: str, state: LedgerState) -> ConnectorError:
         TwilioErrorCodes.MESSAGE_ID_REUSED,
         f"message id {message_id!r} was already used for a different message; "
         "give each message its own id",
+        message_id=message_id,
+    )
+
+
+def _store_unavailable(message_id: str, exc: StateStoreError) -> ConnectorError:
+    return error(
+        TwilioErrorCodes.STATE_STORE_UNAVAILABLE,
+        "the shared state store (rate limit, send ledger) could not be asked; nothing was "
+        f"sent to Twilio; send again later ({exc})",
         message_id=message_id,
     )
 

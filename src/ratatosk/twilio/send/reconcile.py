@@ -34,6 +34,7 @@ from ...ports import (
     MessageResource,
     MessagingApi,
     SendLedger,
+    StateStoreError,
     TransportError,
 )
 from ..resilience import AMBIGUOUS_STATUSES, sent_matches
@@ -84,12 +85,15 @@ class Reconcile:
     async def _settle(
         self, request: CreateMessageRequest, trace: SendTrace, failure: ApiError | TransportError
     ) -> MessageResource | ApiError:
-        await self._ledger.lane_reconciling(trace.lane, trace.send)
         try:
-            found, why = await self._look(request, trace)
-        finally:
-            # Back among the senders of the lane: a retry may follow (after a 503).
-            await self._ledger.lane_enter(trace.lane, trace.send, trace.key)
+            await self._ledger.lane_reconciling(trace.lane, trace.send)
+            try:
+                found, why = await self._look(request, trace)
+            finally:
+                # Back among the senders of the lane: a retry may follow (after a 503).
+                await self._ledger.lane_enter(trace.lane, trace.send, trace.key)
+        except StateStoreError as exc:  # Twilio may have it; without the ledger, never adopt
+            raise OutcomeUnknown(failure, f"{describe(failure)}; {exc}") from exc
         if found is not None:
             trace.reconciled = True
             log.info("ambiguous send %s reconciled: Twilio has %s", trace.send, found.sid)
