@@ -35,8 +35,9 @@ redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
            'updated', string.format('%.17g', updated))
 local full_in_ms = math.ceil((burst - tokens) / rate * 1000)
 redis.call('PEXPIRE', KEYS[1], string.format('%d', full_in_ms + 60000))
-if tokens >= 0 then return '0' end
-return string.format('%.17g', -tokens / rate)
+local wait = 0
+if tokens < 0 then wait = -tokens / rate end
+return {string.format('%.17g', wait), string.format('%.17g', now)}
 """
 )
 
@@ -70,9 +71,23 @@ class RedisRateLimiter:
         return f"RedisRateLimiter(rate={self._rate}, burst={self._burst}, prefix={self._prefix!r})"
 
     async def reserve(self, key: str) -> float:
+        wait, _ = await self._book(key)
+        return wait
+
+    async def reserve_slot(self, key: str) -> float:
+        """Book one request for ``key``; the time it may be made, on the shared clock.
+
+        Seconds since the epoch on Redis's clock (or on ``now``): what a
+        process that schedules work, or a test that counts requests per
+        second across processes, compares, free of its own timing.
+        """
+        wait, now = await self._book(key)
+        return now + wait
+
+    async def _book(self, key: str) -> tuple[float, float]:
         with unavailable("book a request slot"):
-            wait = await self._reserve(
+            wait, now = await self._reserve(
                 keys=[f"{self._prefix}{{{key}}}"],
                 args=[repr(float(self._rate)), repr(float(self._burst)), now_arg(self._now)],
             )
-        return float(text(wait))
+        return float(text(wait)), float(text(now))
