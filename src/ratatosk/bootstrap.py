@@ -40,7 +40,7 @@ from .ports import (
 )
 from .twilio.connector import Plugs, TwilioWhatsAppConnector
 from .twilio.resilience import SendPolicy
-from .twilio.schema import TwilioChannelSchemas
+from .twilio.schema import TwilioChannelSchemas, setting_pairs
 
 if TYPE_CHECKING:
     from .adapters.redis import RedisStores
@@ -143,7 +143,10 @@ def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolic
     catalog = plugs.template_catalog or template_catalog_for(settings, transport)
     limiter = plugs.rate_limiter
     if limiter is None and policy.rate_per_sender is not None:
-        limiter = InMemoryRateLimiter(policy.rate_per_sender, policy.burst, clock.monotonic)
+        rates = {k: float(v) for k, v in setting_pairs(settings, "SenderRates").items()}
+        limiter = InMemoryRateLimiter(
+            policy.rate_per_sender, policy.burst, clock.monotonic, rates=rates
+        )
     windows = plugs.conversation_window
     if windows is None and settings.get_bool("ConversationWindowGuard"):
         windows = InMemoryConversationWindows()

@@ -115,6 +115,16 @@ CASES: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
         st.sampled_from(["http://cache.example", "redis://", "redis://h:port", "localhost:6379"])
         | not_a_string,
     ),
+    "SenderRates": (
+        st.just(ABSENT)
+        | blank
+        | st.sampled_from(["whatsapp:+14155238886=40", "a=0.5, MG" + "0" * 32 + "=2"]),
+        st.sampled_from(["whatsapp:+14155238886=0", "a=fast", "a=-1", "=3", "a=1,"]) | not_a_string,
+    ),
+    "SenderTemplateLanguages": (
+        st.just(ABSENT) | blank | st.sampled_from(["whatsapp:+14155238886=en", "a=pt_BR, b=es"]),
+        st.sampled_from(["en", "a=e", "a=english language", "a=en,"]) | not_a_string,
+    ),
     "Templates": (
         st.just(ABSENT)
         | blank

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .content import ContentType
+from .content import ContentType, TemplateContent
 from .endpoint import EndpointType
 from .settings import ConnectionSettings, Secret
 
@@ -42,6 +42,7 @@ class DataType(enum.Enum):
     INTEGER = "int"
     BOOLEAN = "bool"
     URL = "url"
+    TEMPLATE = "template"  #: a ``TemplateContent`` value
 
 
 class AuthenticationType(enum.Enum):
@@ -256,6 +257,8 @@ def _check_property(spec: PropertySpec, value: Any) -> list[FieldError]:
         return [FieldError(spec.name, "must be a boolean")]
     if spec.type is DataType.URL and not (isinstance(value, str) and is_absolute_http_url(value)):
         return [FieldError(spec.name, "must be an absolute http(s) URL")]
+    if spec.type is DataType.TEMPLATE and not isinstance(value, TemplateContent):
+        return [FieldError(spec.name, f"must be a TemplateContent, not {type(value).__name__}")]
     return []
 
 

@@ -53,7 +53,7 @@ from . import queries, wire
 from .errors import TwilioErrorCodes, error
 from .outbound import SendConfig
 from .resilience import SendPolicy
-from .schema import settings_problem
+from .schema import setting_pairs, settings_problem
 from .send import SendPipeline, TemplateResolver, WindowGuard, create_stages
 from .signature import TwilioSignatureValidator
 
@@ -203,7 +203,11 @@ class TwilioWhatsAppConnector:
                 clock=plugs.clock,
                 rng=self._rng,
             ),
-            templates=TemplateResolver(plugs.template_catalog, plugs.template_cache),
+            templates=TemplateResolver(
+                plugs.template_catalog,
+                plugs.template_cache,
+                languages=setting_pairs(settings, "SenderTemplateLanguages"),
+            ),
             ledger=plugs.send_ledger,
             clock=plugs.clock,
             deadline=self._policy.retry.deadline,

@@ -51,6 +51,20 @@ MAX_BODY_LENGTH: Final = 1600
 MAX_WHATSAPP_MEDIA: Final = 1
 VALIDITY_PERIOD_RANGE: Final = (1, 36000)
 
+
+def _pairs(value: str) -> str:
+    """``key=value`` pairs separated by commas, each value matching ``value``."""
+    pair = rf"\s*[^=,\s]+\s*=\s*{value}\s*"
+    return rf"{pair}(,{pair})*"
+
+
+def setting_pairs(settings: ConnectionSettings, name: str) -> dict[str, str]:
+    """A ``key=value,key=value`` setting (validated by its pattern) as a dict."""
+    text = settings.get_string(name) or ""
+    pairs = (item.split("=", 1) for item in text.split(",") if "=" in item)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
 _PARAMETERS = (
     ParameterSpec(
         name="AccountSid",
@@ -96,8 +110,18 @@ _PARAMETERS = (
     ),
     ParameterSpec(
         name="Templates",
-        pattern=r"\s*[^=,\s]+\s*=\s*HX[0-9a-fA-F]{32}\s*(,\s*[^=,\s]+\s*=\s*HX[0-9a-fA-F]{32}\s*)*",
+        pattern=_pairs(CONTENT_SID_PATTERN),
         description="A static template catalog, name=HX... pairs separated by commas",
+    ),
+    ParameterSpec(
+        name="SenderRates",
+        pattern=_pairs(f"(?:{SECONDS_PATTERN})"),  # a positive decimal, as the timeouts
+        description="Sends per second for particular senders, sender=rate pairs, comma-separated",
+    ),
+    ParameterSpec(
+        name="SenderTemplateLanguages",
+        pattern=_pairs(r"[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*"),
+        description="Default template language per sender, sender=language pairs (en, pt_BR)",
     ),
     ParameterSpec(
         name="StrictNumbers",
@@ -121,6 +145,11 @@ _PARAMETERS = (
 
 _PROPERTIES = (
     PropertySpec(name="caption", type=DataType.STRING, description="Caption for media messages"),
+    PropertySpec(
+        name="FallbackTemplate",
+        type=DataType.TEMPLATE,
+        description="Template sent instead when the window guard refuses a free-form message",
+    ),
     PropertySpec(
         name="ValidityPeriod",
         type=DataType.INTEGER,

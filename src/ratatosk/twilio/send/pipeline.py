@@ -23,8 +23,11 @@ import hashlib
 import logging
 import random
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
+import attrs
+
+from ...domain.content import TemplateContent
 from ...domain.errors import MessagingErrorCodes
 from ...domain.message import Message
 from ...domain.result import ConnectorError, ConnectorResult, SendResult
@@ -64,6 +67,9 @@ from .templates import TemplateResolver
 from .throttle import Throttle
 
 log = logging.getLogger("ratatosk.twilio")
+
+#: Properties that belong to the free-form message, not to the template sent instead.
+_FREE_FORM_ONLY: Final = frozenset({"caption", "FallbackTemplate"})
 
 
 def create_stages(
@@ -170,12 +176,19 @@ class SendPipeline:
     async def _send_planned(
         self, message: Message, plan: SendPlan, traces: list[SendTrace]
     ) -> ConnectorResult[SendResult]:
+        fallback: tuple[str, str] | None = None
         if self._guard is not None:
             closed = await self._guard.check(plan)
             if closed is not None:
-                return ConnectorResult.failure(closed)
+                replanned = self._fall_back(message, closed)
+                if isinstance(replanned, ConnectorError):
+                    return ConnectorResult.failure(replanned)
+                fallback = (_template_of(message), closed.code)
+                plan = replanned
         request = await self._templates.resolve(plan)
         if isinstance(request, ConnectorError):
+            if fallback is not None:
+                request = request.with_details(fallback_template=fallback[0])
             return ConnectorResult.failure(request)
         trace = SendTrace(
             send=message.id,
@@ -183,6 +196,7 @@ class SendPipeline:
             key=match_key(request),
             started=self._clock.now(),
             deadline=self._clock.monotonic() + self._deadline,
+            fallback=fallback,
         )
         traces.append(trace)
         # Until Twilio answers, the send may have created a message (cancelled mid-call too).
@@ -224,6 +238,24 @@ class SendPipeline:
             log.error("message %s was sent as %s, but the SID was not recorded: %s", send, sid, exc)
             return None
 
+    def _fall_back(self, message: Message, closed: ConnectorError) -> SendPlan | ConnectorError:
+        """The message's ``FallbackTemplate`` planned instead, or the guard's refusal.
+
+        Only a refusal decided here (the window guard) can fall back: once
+        Twilio has accepted a free-form message, its 63016 comes too late.
+        """
+        template = message.properties.get("FallbackTemplate")
+        if not isinstance(template, TemplateContent):
+            return closed
+        kept = {k: v for k, v in message.properties.items() if k not in _FREE_FORM_ONLY}
+        replanned = plan_send(
+            self._schema, self._config, attrs.evolve(message, content=template, properties=kept)
+        )
+        if isinstance(replanned, ConnectorError):
+            return replanned.with_details(fallback_template=template.template_id)
+        log.info("message %s: window closed, sending its fallback template", message.id)
+        return replanned
+
     def _result(self, message: Message, resource: MessageResource, trace: SendTrace) -> SendResult:
         data: dict[str, Any] = {
             "twilio_status": resource.status,
@@ -244,6 +276,11 @@ class SendPipeline:
             timestamp=resource.date_created or self._clock.now(),
             data={k: v for k, v in data.items() if v is not None},
         )
+
+
+def _template_of(message: Message) -> str:
+    template = message.properties.get("FallbackTemplate")
+    return template.template_id if isinstance(template, TemplateContent) else ""
 
 
 def _fingerprint(plan: SendPlan) -> str:

@@ -36,15 +36,19 @@ class SendTrace:
     waited: float = 0.0  #: seconds of retry back-off
     paced: float = 0.0  #: seconds waited for the sender's rate limit
     reconciled: bool = False  #: the message was found at Twilio after a lost answer
+    fallback: tuple[str, str] | None = None  #: (template sent instead, code of the refusal)
 
     def report(self) -> dict[str, Any]:
         """The trace as result data: how many attempts, how long it waited, reconciled or not."""
-        return {
+        report: dict[str, Any] = {
             "attempts": self.attempts,
             "waited_seconds": round(self.waited, 6),
             "paced_seconds": round(self.paced, 6),
             "reconciled": self.reconciled,
         }
+        if self.fallback is not None:
+            report["fallback_template"], report["fallback_because"] = self.fallback
+        return report
 
 
 class OutcomeUnknown(TransportError):

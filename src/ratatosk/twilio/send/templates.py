@@ -8,6 +8,7 @@ remembered as missing for a short while instead of asked again per send.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 import attrs
@@ -23,6 +24,7 @@ from ...ports import (
 )
 from ..errors import TwilioErrorCodes, error
 from ..outbound import SendPlan, check_template
+from .stage import sender_of
 
 #: How long a found template is trusted, and a missing name remembered as missing.
 FOUND_TTL: Final = 300.0
@@ -30,7 +32,11 @@ MISSING_TTL: Final = 10.0
 
 
 class TemplateResolver:
-    """``catalog`` answers names; ``cache`` (optional) remembers its answers."""
+    """``catalog`` answers names; ``cache`` (optional) remembers its answers.
+
+    ``languages`` maps a sender to the language its templates are looked up
+    in when a ``TemplateContent`` names none (``SenderTemplateLanguages``).
+    """
 
     def __init__(
         self,
@@ -39,8 +45,10 @@ class TemplateResolver:
         *,
         found_ttl: float = FOUND_TTL,
         missing_ttl: float = MISSING_TTL,
+        languages: Mapping[str, str] | None = None,
     ) -> None:
         self._catalog = catalog
+        self._languages = dict(languages or {})  # sender -> default template language
         self._cache = cache
         self._found_ttl = found_ttl
         self._missing_ttl = missing_ttl
@@ -56,6 +64,10 @@ class TemplateResolver:
                 "template catalog is configured to resolve names",
                 template=template.template_id,
             )
+        if template.language is None and self._languages:
+            language = self._languages.get(sender_of(plan.request))
+            if language is not None:
+                template = attrs.evolve(template, language=language)
         try:
             info = await self._find(template)
         except TemplateLookupError as exc:
