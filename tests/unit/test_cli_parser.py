@@ -14,6 +14,7 @@ COMMANDS = [
     ["send", "--to", "whatsapp:+15550002222", "--text", "hi"],
     ["status", "SM" + "0" * 32],
     ["templates", "list"],
+    ["send-batch", "rows.csv"],
     ["serve"],
     ["demo"],
 ]

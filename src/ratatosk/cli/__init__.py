@@ -1,4 +1,4 @@
-"""The ``ratatosk`` command: send, status, templates, serve, emulator, demo.
+"""The ``ratatosk`` command: send, send-batch, status, templates, serve, emulator, demo.
 
 Reads ``TWILIO_*`` through ``bootstrap``; prints results as text or, with
 ``--json``, one JSON object per line. Exit status: 0 on success, 1 when the
@@ -24,6 +24,8 @@ from ..domain.message import MessageBuilder
 from ..ports import TemplateLookupError
 from ..twilio.connector import TwilioWhatsAppConnector
 from ..twilio.errors import TwilioErrorCodes, error
+from .batch import add_parser as add_batch_parser
+from .batch import send_batch
 from .demo import demo
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, describe_status, status_json
 from .servers import emulator, serve
@@ -107,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("demo", parents=as_json, help="the end-to-end demo on the emulator")
+    add_batch_parser(commands, as_json)
     return parser
 
 
@@ -233,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_status(args, out))
         if args.command == "templates":
             return asyncio.run(_templates(args, out))
+        if args.command == "send-batch":
+            return send_batch(args, out)
         if args.command == "serve":
             return serve(args, out)
         if args.command == "emulator":

@@ -47,10 +47,13 @@ class Output:
         print(line, file=self.stream, flush=True)
 
     def failure(self, error: ConnectorError) -> int:
-        # One line: a newline in Twilio's text must not pass for a line of ours.
-        message = error.message.replace("\r", "\\r").replace("\n", "\\n")
-        self.emit("error", f"error {error.code}: {message}", error=error.to_dict())
+        self.emit("error", f"error {error.code}: {one_line(error.message)}", error=error.to_dict())
         return EXIT_FAILED
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: a newline in Twilio's text must not pass for a line of ours."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _escapes(codes: list[int], form: str) -> dict[int, str]:
