@@ -7,9 +7,14 @@ redis-server. Without the setting nothing imports redis-py at all.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from urllib.parse import parse_qs
 
 from ratatosk import ConnectionSettings, MessageBuilder, MessageSource
@@ -140,3 +145,76 @@ class TestTheCommandLine:
         assert done.returncode != 0
         assert "--redis must be a redis:// or rediss:// URL" in done.stdout + done.stderr
         assert PASSWORD not in done.stdout + done.stderr
+
+
+def _serve(port: int, redis: str, token: str) -> subprocess.Popen[bytes]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "REDIS_"))}
+    environ |= {"TWILIO_ACCOUNT_SID": "AC" + "7e" * 16, "TWILIO_AUTH_TOKEN": token}
+    command = [sys.executable, "-m", "ratatosk", "--json", "serve", "--port", str(port)]
+    return subprocess.Popen(
+        [*command, "--public-url", "https://hooks.example.com", "--redis", redis],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_two_serve_processes_with_redis_handle_a_delivery_once(
+    redis_server: RedisServer,
+) -> None:
+    """The same signed webhook posted to two ``serve --redis`` nodes is handled by one."""
+    fake = FakeTwilio(account_sid="AC" + "7e" * 16, auth_token="serve-redis-token-0123456789")
+    public = "https://hooks.example.com/webhooks/twilio/whatsapp"
+    body, signature = fake.inbound_message_body(public, CUSTOMER, SENDER, "once, please")
+    ports = [_free_port(), _free_port()]
+    nodes = [_serve(port, redis_server.url, fake.auth_token) for port in ports]
+    answers = []
+    try:
+        for port, node in zip(ports, nodes, strict=True):
+            _wait_for_port(port, node)
+        for port in [*ports, *ports]:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/webhooks/twilio/whatsapp",
+                data=body.encode(),
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Twilio-Signature": signature,
+                },
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+                answers.append(answer.status)
+    finally:
+        outputs = []
+        for node in nodes:
+            node.send_signal(signal.SIGTERM)
+            try:
+                out, _ = node.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                node.kill()
+                out, _ = node.communicate()
+            outputs.append(out.decode())
+    assert answers == [200, 200, 200, 200]
+    events = [json.loads(line) for text in outputs for line in text.splitlines() if line]
+    handled = [e for e in events if e["event"] == "message"]
+    assert [e["content"]["text"] for e in handled] == ["once, please"]
+    listening = [e for e in events if e["event"] == "listening"]
+    assert len(listening) == 2
+    assert all(e["state"].startswith("Redis at 127.0.0.1:") for e in listening)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30  # a hang guard, not a timing assertion
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            time.sleep(0.05)
