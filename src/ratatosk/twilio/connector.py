@@ -293,7 +293,8 @@ class TwilioWhatsAppConnector:
         SEND_WHATSAPP_MESSAGE_FAILED (no usable answer from Twilio),
         SEND_OUTCOME_UNKNOWN (the answer was lost and reconciling could not tell),
         OUTSIDE_CONVERSATION_WINDOW (free-form send refused by the window guard),
-        SEND_IN_PROGRESS, MESSAGE_ID_REUSED.
+        SEND_IN_PROGRESS, MESSAGE_ID_REUSED, STATE_STORE_UNAVAILABLE (the shared
+        state, Redis, could not be asked: nothing was sent).
         """
         self._ready()
         refused = self._refuse(Capability.SEND_MESSAGES)
