@@ -45,6 +45,8 @@ from .ports import (
     RateLimiter,
     SendLedger,
     SignatureValidator,
+    StatusTimeline,
+    StatusTracker,
     TemplateCache,
     TemplateCatalog,
 )
@@ -72,6 +74,7 @@ class ConnectorOptions(TypedDict, total=False):
     rate_limiter: RateLimiter | None
     send_ledger: SendLedger | None
     template_cache: TemplateCache | None
+    status_tracker: StatusTracker | None
 
 
 class _LoopThread:
@@ -245,8 +248,16 @@ class SyncTwilioWhatsAppConnector:
             "send_batch", lambda c: c.send_batch(messages, max_concurrency=max_concurrency)
         )
 
-    def get_message_status(self, message_sid: str) -> ConnectorResult[StatusUpdate]:
-        return self._call("get_message_status", lambda c: c.get_message_status(message_sid))
+    def get_message_status(
+        self, message_sid: str, *, prefer_tracked: bool = False
+    ) -> ConnectorResult[StatusUpdate]:
+        return self._call(
+            "get_message_status",
+            lambda c: c.get_message_status(message_sid, prefer_tracked=prefer_tracked),
+        )
+
+    def get_status_timeline(self, message_sid: str) -> StatusTimeline | None:
+        return self._call("get_status_timeline", lambda c: c.get_status_timeline(message_sid))
 
     def receive_messages(self, source: MessageSource) -> ConnectorResult[ReceiveResult]:
         return self._call("receive_messages", lambda c: c.receive_messages(source))
