@@ -27,13 +27,16 @@ from ..ports import (
     AccountResource,
     ApiError,
     CreateMessageRequest,
+    MediaPolicy,
     MessagePage,
     MessageQuery,
     MessageResource,
+    OpenedMedia,
     TransportError,
 )
 from ..twilio import wire
 from ..twilio.schema import DEFAULT_API_BASE_URL
+from . import media_http
 from .templates import ContentApiTemplateCatalog, content_base_for, content_base_url
 
 log = logging.getLogger("ratatosk.http")
@@ -92,6 +95,7 @@ class AiohttpMessagingApi:
         self._max_connections = max_connections
         self._session = session
         self._owns_session = session is None
+        self._plain_session: aiohttp.ClientSession | None = None
         # A lone surrogate cannot be sent; replaced, it makes a 401 instead of a crash here.
         credentials = f"{account_sid}:{token.reveal()}".encode(errors="replace")
         self._headers: Final = {
@@ -231,7 +235,28 @@ class AiohttpMessagingApi:
         )
         return result
 
+    async def open_media(self, url: str, policy: MediaPolicy) -> OpenedMedia:
+        """The ``MediaFetcher`` port: credentials to this client's API origin only, then the CDN."""
+        session = self._client()
+        plain = session
+        if not media_http.carries_no_credentials(session):  # a caller's session with defaults
+            if self._plain_session is None or self._plain_session.closed:
+                self._plain_session = aiohttp.ClientSession(raise_for_status=False)
+            plain = self._plain_session
+        return await media_http.open_media(
+            url,
+            policy,
+            api_base=self.base_url,
+            authorization=self._headers["Authorization"],
+            user_agent=USER_AGENT,
+            session=session,
+            plain_session=plain,
+            connect_timeout=self._timeouts.connect,
+        )
+
     async def close(self) -> None:
+        if self._plain_session is not None and not self._plain_session.closed:
+            await self._plain_session.close()
         if self._session is not None and self._owns_session and not self._session.closed:
             await self._session.close()
             # Let the connector's transports finish closing (no ResourceWarning).

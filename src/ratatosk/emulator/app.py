@@ -4,7 +4,10 @@ The HTTP face of :class:`~ratatosk.emulator.model.TwilioModel`, for the demo,
 the contract tests and the benchmarks; it is never in the connector's path.
 It serves Twilio's paths (Messages v2010 and, on the same host, Content v1,
 which Twilio serves from ``content.twilio.com``) behind HTTP Basic auth,
-answers Twilio's JSON and legacy error shape, acts out the faults the model
+answers Twilio's JSON and legacy error shape, serves the media of the inbound
+messages it simulates (the Media URL behind Basic auth redirects, as
+Twilio's does, to a second loopback origin that serves the bytes without
+auth: the emulator's "CDN"), acts out the faults the model
 decides (429/503 with ``Retry-After``, 500, dropped connections, slow
 answers), and POSTs signed status callbacks from a background task with one
 shared ``ClientSession``, retrying a connection failure once with the same
@@ -50,6 +53,7 @@ from .model import (
 )
 
 PREFIX: Final = "/2010-04-01/Accounts"
+CDN_FALLBACK: Final = "/_emulator/cdn"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -109,6 +113,11 @@ def create_emulator_app(
     app.router.add_get(f"{PREFIX}/{{AccountSid}}/Messages.json", _list_messages)
     app.router.add_get(f"{PREFIX}/{{AccountSid}}/Messages/{{Sid}}.json", _fetch_message)
     app.router.add_get(f"{PREFIX}/{{Sid}}.json", _fetch_account)
+    app.router.add_get(
+        f"{PREFIX}/{{AccountSid}}/Messages/{{MessageSid}}/Media/{{MediaSid}}", _fetch_media
+    )
+    # The CDN, on this origin too, for an app served without its second origin.
+    app.router.add_get(f"{CDN_FALLBACK}/{{AccountSid}}/{{Key}}", _cdn_media)
     app.router.add_get("/v1/Content", _list_content)
     app.router.add_get("/v1/ContentAndApprovals", _list_content)
     app.router.add_get("/v1/Content/{Sid}", _fetch_content)
@@ -208,6 +217,32 @@ async def _fetch_account(request: web.Request) -> web.StreamResponse:
     return json_reply(request.app[MODEL_KEY].fetch_account(request.match_info["Sid"]))
 
 
+async def _fetch_media(request: web.Request) -> web.StreamResponse:
+    info, state = request.match_info, request.app[STATE_KEY]
+    cdn = state.media_base_url or _base_url(request) + CDN_FALLBACK
+    reply = request.app[MODEL_KEY].fetch_media(
+        info["AccountSid"], info["MessageSid"], info["MediaSid"], cdn_base=cdn
+    )
+    return json_reply(reply)
+
+
+async def _cdn_media(request: web.Request) -> web.StreamResponse:
+    """The bytes behind a CDN URL, without auth: the key in the path is the secret."""
+    info = request.match_info
+    media = request.app[MODEL_KEY].cdn_media(info["AccountSid"], info["Key"])
+    if media is None:
+        return web.Response(status=404, text="Not Found")
+    return web.Response(body=media.data, headers={"Content-Type": media.content_type})
+
+
+def create_media_cdn_app(model: TwilioModel) -> web.Application:
+    """The emulator's second origin: stored media at ``/{AccountSid}/{key}``, no auth."""
+    app = web.Application()
+    app[MODEL_KEY] = model
+    app.router.add_get("/{AccountSid}/{Key}", _cdn_media)
+    return app
+
+
 def _base_url(request: web.Request) -> str:
     configured = request.app[STATE_KEY].public_base_url
     return configured or f"{request.scheme}://{request.host}"
@@ -244,13 +279,26 @@ async def _fetch_content(request: web.Request) -> web.StreamResponse:
 
 
 class RunningEmulator:
-    """A started emulator: ``url``, ``model``, ``inject_inbound``, ``await close()``."""
+    """A started emulator: ``url``, ``media_url``, ``model``, ``inject_inbound``, ``close()``.
 
-    def __init__(self, server: RunningServer, url: str, app: web.Application) -> None:
+    ``media_url`` is the second origin media redirects lead to (allow its
+    ``media_host`` in a ``MediaPolicy`` to fetch inbound media from it).
+    """
+
+    def __init__(
+        self, server: RunningServer, url: str, app: web.Application, cdn: RunningServer
+    ) -> None:
         self._server = server
+        self._cdn = cdn
         self.url = url
+        self.media_url = cdn.url
         self.app = app
         self.model = app[MODEL_KEY]
+
+    @property
+    def media_host(self) -> str:
+        """``host:port`` of the media origin, as a ``MediaPolicy`` allow-list entry."""
+        return self.media_url.split("://", 1)[1]
 
     @property
     def account_sid(self) -> str:
@@ -270,7 +318,10 @@ class RunningEmulator:
         return await send_inbound(self.app, url, **inbound_fields(fields))
 
     async def close(self) -> None:
-        await self._server.close()
+        try:
+            await self._server.close()
+        finally:
+            await self._cdn.close()
 
     async def __aenter__(self) -> RunningEmulator:
         return self
@@ -302,8 +353,17 @@ async def start_emulator(
     # Idle connections live longer than the 15 s aiohttp clients keep them, as at
     # Twilio: the client always closes first, so no request meets a closing socket.
     server = await start_server(app, host, port, idle_timeout=75.0, access_log=False)
+    try:
+        cdn = await start_server(create_media_cdn_app(model), host, 0, access_log=False)
+    except BaseException:
+        await server.close()
+        raise
     shown = f"[{host}]" if ":" in host else host
-    return RunningEmulator(server, f"http://{shown}:{server.port}", app)
+    url = f"http://{shown}:{server.port}"
+    state = app[STATE_KEY]
+    state.api_base_url = public_base_url.rstrip("/") if public_base_url else url
+    state.media_base_url = f"http://{shown}:{cdn.port}"
+    return RunningEmulator(server, url, app, cdn)
 
 
 def serve_emulator(
@@ -343,6 +403,7 @@ __all__ = [
     "RunningEmulator",
     "build_model",
     "create_emulator_app",
+    "create_media_cdn_app",
     "send_inbound",
     "serve_emulator",
     "start_emulator",

@@ -21,7 +21,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
-from .model import Location, StatusCallback, TwilioModel
+from .model import API_BASE, InboundMedia, Location, StatusCallback, TwilioModel
 
 USER_AGENT: Final = "TwilioProxy/1.1"
 #: The delivery log keeps the most recent deliveries only (benchmarks send many).
@@ -48,6 +48,9 @@ class EmulatorState:
     callback_delay: float
     callback_retries: int
     public_base_url: str | None
+    #: Where the inbound messages' Media URLs point, and where they redirect (set on start).
+    api_base_url: str | None = None
+    media_base_url: str | None = None
     session: aiohttp.ClientSession | None = None
     tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
     deliveries: deque[Delivery] = attrs.field(factory=lambda: deque(maxlen=MAX_DELIVERIES))
@@ -139,19 +142,24 @@ async def send_inbound(
     from_: str,
     to: str,
     body: str = "",
-    media: Sequence[tuple[str, str] | str] = (),
+    media: Sequence[InboundMedia | tuple[str, str] | str] = (),
     location: Location | tuple[float, float] | None = None,
     button: tuple[str, str] | str | None = None,
     profile_name: str | None = None,
     reply_to_sid: str | None = None,
 ) -> dict[str, Any]:
-    """POST a signed inbound message to ``url``; returns the webhook's status and body."""
+    """POST a signed inbound message to ``url``; returns the webhook's status and body.
+
+    :class:`InboundMedia` items are stored and served by this emulator: the
+    webhook carries their Media URLs on its API origin.
+    """
     model, state = app[MODEL_KEY], app[STATE_KEY]
     if state.session is None:
         raise RuntimeError("the emulator app is not running")
     form = model.inbound_message(
         from_, to, body=body, media=media, location=location, button=button,
         profile_name=profile_name, reply_to_sid=reply_to_sid,
+        api_base=state.api_base_url or state.public_base_url or API_BASE,
     )  # fmt: skip
     headers = {
         "Accept": "*/*",
@@ -166,6 +174,7 @@ async def send_inbound(
             "body": text,
             "content_type": answer.content_type,
             "message_sid": form["MessageSid"],
+            "media_urls": [form[f"MediaUrl{i}"] for i in range(int(form["NumMedia"]))],
         }
 
 

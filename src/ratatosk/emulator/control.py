@@ -2,7 +2,8 @@
 
 Loopback tooling for demos and tests, not part of Twilio's API, so no Basic
 auth: ``POST /_emulator/inbound`` (JSON: ``url``, ``from``, ``to``, ``body``,
-``media`` as ``[[url, content_type], ...]``, ``location``
+``media`` as ``[[url, content_type], ...]`` or, for media the emulator
+stores and serves, ``[{"content_type": ..., "data_base64": ...}, ...]``, ``location``
 ``{latitude, longitude, address, label}``, ``button`` ``{text, payload}``,
 ``profile_name``, ``reply_to_sid``) sends a signed inbound message and
 returns the webhook's status and body; ``GET /_emulator/messages`` dumps the
@@ -16,6 +17,7 @@ until ``POST /_emulator/clear_failures``.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +26,7 @@ import attrs
 from aiohttp import web
 
 from .callbacks import MODEL_KEY, STATE_KEY, send_inbound
-from .model import Location
+from .model import InboundMedia, Location
 
 
 def inbound_fields(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,10 +40,15 @@ def inbound_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {"from_": sender, "to": data["to"]}
     if data.get("body") is not None:
         fields["body"] = str(data["body"])
-    media = []
+    media: list[InboundMedia | tuple[str, str]] = []
     for item in data.get("media") or ():
         if isinstance(item, str):
             media.append((item, "image/jpeg"))
+        elif isinstance(item, InboundMedia):
+            media.append(item)
+        elif isinstance(item, Mapping) and "data_base64" in item:
+            data_bytes = base64.b64decode(str(item["data_base64"]), validate=True)
+            media.append(InboundMedia(str(item.get("content_type", "image/jpeg")), data_bytes))
         elif isinstance(item, Mapping):
             media.append((str(item["url"]), str(item.get("content_type", "image/jpeg"))))
         else:

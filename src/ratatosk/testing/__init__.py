@@ -16,6 +16,7 @@ import importlib
 from typing import Any
 
 from ..adapters.clock import ManualClock
+from ..emulator.model import InboundMedia
 from .emulator import BackgroundEmulator
 from .fake import FakeTemplateCatalog, FakeTwilio, OutboxRecord
 from .strategies import (
@@ -38,6 +39,7 @@ __all__ = [
     "BackgroundEmulator",
     "FakeTemplateCatalog",
     "FakeTwilio",
+    "InboundMedia",
     "ManualClock",
     "OutboxRecord",
     "fake_twilio",

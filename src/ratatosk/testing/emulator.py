@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from ..domain.settings import ConnectionSettings
 from ..emulator.app import RunningEmulator, start_emulator
 from ..emulator.model import TwilioModel
+from ..ports import MediaPolicy
 
 T = TypeVar("T")
 
@@ -42,6 +43,7 @@ class BackgroundEmulator:
             self._stop_loop()
             raise
         self.url = self._running.url
+        self.media_url = self._running.media_url
         self.account_sid = self._running.account_sid
         self.closed = False
 
@@ -66,6 +68,14 @@ class BackgroundEmulator:
             .set_parameter("ApiBaseUrl", self.url)
             .set_parameter("ContentApiBaseUrl", self.url)
         )
+
+    def media_policy(self, **options: Any) -> MediaPolicy:
+        """A ``MediaPolicy`` for ``fetch_media`` that allows this emulator's media origin.
+
+        The emulator's Media URLs redirect to a second loopback origin, as
+        Twilio's redirect to its CDN; ``options`` are the policy's other fields.
+        """
+        return MediaPolicy(allowed_hosts=(self._running.media_host,), **options)
 
     def control(self, change: Callable[[TwilioModel], T]) -> T:
         """Run ``change(model)`` on the server's thread, between requests, and return its value."""

@@ -11,16 +11,19 @@ a test that passes against the fake passes against the emulator. Pass it as
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import attrs
 
 from ..adapters.clock import ManualClock
 from ..emulator.model import (
+    API_BASE,
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
+    MEDIA_CDN_BASE,
+    InboundMedia,
     Location,
     Reply,
     StatusCallback,
@@ -30,16 +33,22 @@ from ..ports import (
     AccountResource,
     ApiError,
     CreateMessageRequest,
+    MediaFailure,
+    MediaFetcher,
+    MediaFetchError,
+    MediaPolicy,
     MessagePage,
     MessageQuery,
     MessageResource,
     MessagingApi,
+    OpenedMedia,
     TemplateCatalog,
     TemplateInfo,
     TemplateLookupError,
     TransportError,
 )
 from ..twilio import wire
+from ..twilio.media import check_length, check_media_url, follow_redirect, origin_of
 from ..twilio.signature import compute_signature
 
 T = TypeVar("T")
@@ -158,6 +167,52 @@ class FakeTwilio:
     async def close(self) -> None:
         self.closed = True
 
+    async def open_media(self, url: str, policy: MediaPolicy) -> OpenedMedia:
+        """The ``MediaFetcher`` port over the model's stored media, by Twilio's rules.
+
+        The URL must be a Media URL on Twilio's API origin (the fake's Media
+        URLs are); the model answers with a redirect to its CDN
+        (``mms.twiliocdn.com``), followed only if ``policy`` allows that host,
+        and the body is refused over ``max_bytes``. The fake has no network:
+        a redirect anywhere else fails as unreachable.
+        """
+        if self.closed:
+            raise RuntimeError("FakeTwilio is closed")
+        account_sid, message_sid, media_sid = check_media_url(url, API_BASE)
+        denied = self.model.authenticate(account_sid, self.account_sid, self.auth_token)
+        reply = denied or self.model.fetch_media(account_sid, message_sid, media_sid)
+        if reply.status != 307:
+            code = (reply.body or {}).get("code")
+            raise MediaFetchError(
+                MediaFailure.FAILED,
+                f"{url} answered HTTP {reply.status}",
+                http_status=reply.status,
+                provider_code=code if isinstance(code, int) else None,
+            )
+        target = follow_redirect(url, reply.headers.get("Location"), policy, 0)
+        media = None
+        if origin_of(target) == origin_of(MEDIA_CDN_BASE):
+            owner, _, key = urlsplit(target).path.strip("/").partition("/")
+            media = self.model.cdn_media(owner, key)
+        if media is None:
+            raise MediaFetchError(MediaFailure.FAILED, "FakeTwilio serves only its own media")
+        check_length(len(media.data), policy)
+        data = media.data
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), 64 * 1024):
+                yield data[start : start + 64 * 1024]
+
+        async def close() -> None:
+            return None
+
+        return OpenedMedia(
+            content_type=media.content_type,
+            content_length=len(data),
+            chunks=chunks(),
+            close=close,
+        )
+
     def _call(self, operation: Callable[[], Reply], decode: Callable[[object], T]) -> T | ApiError:
         if self.closed:
             raise RuntimeError("FakeTwilio is closed")
@@ -260,13 +315,18 @@ class FakeTwilio:
         to: str,
         body: str = "",
         *,
-        media: Sequence[tuple[str, str] | str] = (),
+        media: Sequence[InboundMedia | tuple[str, str] | str] = (),
         location: Location | tuple[float, float] | None = None,
         button: tuple[str, str] | str | None = None,
         profile_name: str | None = None,
         reply_to_sid: str | None = None,
     ) -> tuple[str, str]:
-        """A signed inbound-message webhook for ``url``: (urlencoded body, X-Twilio-Signature)."""
+        """A signed inbound-message webhook for ``url``: (urlencoded body, X-Twilio-Signature).
+
+        An :class:`InboundMedia` item is stored by the fake, as Twilio stores
+        a customer's photo: its ``MediaUrlN`` is a Twilio Media URL that
+        :meth:`open_media` (``connector.fetch_media``) serves.
+        """
         form = self.model.inbound_message(
             from_,
             to,
@@ -328,6 +388,9 @@ class FakeTemplateCatalog:
 if TYPE_CHECKING:  # mypy proves the fakes satisfy the ports they stand in for
 
     def _fake_is_a_messaging_api(fake: FakeTwilio) -> MessagingApi:
+        return fake
+
+    def _fake_is_a_media_fetcher(fake: FakeTwilio) -> MediaFetcher:
         return fake
 
     def _fake_catalog_is_a_template_catalog(catalog: FakeTemplateCatalog) -> TemplateCatalog:

@@ -16,10 +16,11 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Literal, Self, overload
 
 import attrs
 
+from ..domain.content import MediaContent
 from ..domain.errors import MessagingErrorCodes
 from ..domain.message import Message
 from ..domain.result import (
@@ -40,6 +41,8 @@ from ..ports import (
     AccountResource,
     Clock,
     ConversationWindow,
+    MediaFetcher,
+    MediaPolicy,
     MessagingApi,
     RateLimiter,
     SendLedger,
@@ -49,6 +52,7 @@ from ..ports import (
     TemplateCache,
     TemplateCatalog,
 )
+from . import media as media_fetch
 from . import queries, wire
 from .errors import TwilioErrorCodes, error
 from .outbound import SendConfig
@@ -410,6 +414,45 @@ class TwilioWhatsAppConnector:
         return ConnectorResult.failure(
             error(TwilioErrorCodes.INVALID_SIGNATURE, "X-Twilio-Signature does not match")
         )
+
+    @overload
+    async def fetch_media(
+        self,
+        media: MediaContent | str,
+        *,
+        policy: MediaPolicy | None = None,
+        stream: Literal[False] = False,
+    ) -> ConnectorResult[media_fetch.MediaFile]: ...
+
+    @overload
+    async def fetch_media(
+        self, media: MediaContent | str, *, policy: MediaPolicy | None = None, stream: Literal[True]
+    ) -> ConnectorResult[media_fetch.MediaStream]: ...
+
+    async def fetch_media(
+        self, media: MediaContent | str, *, policy: MediaPolicy | None = None, stream: bool = False
+    ) -> ConnectorResult[media_fetch.MediaFile] | ConnectorResult[media_fetch.MediaStream]:
+        """The bytes of an inbound message's media (``MediaUrlN``), by the rules of ``media``.
+
+        The account's credentials go only to the configured API origin; the
+        CDN redirect is followed without them, to ``policy.allowed_hosts``
+        only (Twilio's media hosts by default). ``stream=True`` gives a
+        :class:`~ratatosk.twilio.media.MediaStream` to iterate instead of a
+        :class:`~ratatosk.twilio.media.MediaFile`.
+
+        Codes: MEDIA_URL_NOT_ALLOWED, MEDIA_REDIRECT_NOT_ALLOWED, MEDIA_TOO_LARGE,
+        MEDIA_FETCH_TIMEOUT, MEDIA_FETCH_FAILED, UNSUPPORTED_OPERATION (the
+        transport cannot fetch media).
+        """
+        transport = self._ready()
+        if not isinstance(transport, MediaFetcher):
+            return ConnectorResult.failure(
+                error(MessagingErrorCodes.UNSUPPORTED_OPERATION, "the transport cannot fetch media")
+            )
+        rules = policy or MediaPolicy()
+        if stream:
+            return await media_fetch.open_stream(transport, media, rules)
+        return await media_fetch.read_whole(transport, media, rules)
 
     # --- status and health --------------------------------------------------------
 

@@ -10,12 +10,14 @@ in this package): :class:`TwilioModel` takes a clock callable and a
 * ``webhooks`` inbound-message and status-callback form fields;
 * ``faults`` scripted and random faults (429, 5xx, resets, slow answers);
 * ``content`` Content API templates and WhatsApp approvals;
+* ``media`` inbound media Twilio stores, its Media URL and CDN redirect;
 * ``records`` the value types (Reply, StatusCallback, Account, SIDs).
 """
 
 from .content import ContentTemplate, stable_content_sid
 from .core import MAX_ATTEMPTS, WINDOW, Clock, TwilioModel
 from .faults import FaultKind, FaultPlan, ScriptedError
+from .media import MEDIA_CDN_BASE, HostedMedia, InboundMedia
 from .messages import StoredMessage
 from .progress import STATUSES
 from .records import (
@@ -42,6 +44,7 @@ __all__ = [
     "DEFAULT_ACCOUNT_SID",
     "DEFAULT_AUTH_TOKEN",
     "MAX_ATTEMPTS",
+    "MEDIA_CDN_BASE",
     "SANDBOX_SENDER",
     "STATUSES",
     "WINDOW",
@@ -52,6 +55,8 @@ __all__ = [
     "CreateParams",
     "FaultKind",
     "FaultPlan",
+    "HostedMedia",
+    "InboundMedia",
     "Location",
     "Reply",
     "ResetKind",

@@ -21,9 +21,11 @@ from typing import Final
 from ...twilio.signature import compute_signature
 from .content import ContentApiMixin, ContentTemplate, seed_templates
 from .faults import FaultKind, FaultPlan, ScriptedError, after_store, fault_reply
+from .media import HostedMedia, InboundMedia, MediaMixin
 from .messages import StoredMessage, list_page
 from .progress import FINAL_CHOICES, ProgressionMixin
 from .records import (
+    API_BASE,
     API_VERSION,
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
@@ -58,7 +60,7 @@ def _system_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class TwilioModel(ProgressionMixin, ContentApiMixin):
+class TwilioModel(ProgressionMixin, ContentApiMixin, MediaMixin):
     """Twilio's Messages API (v2010) and Content API (v1) for WhatsApp, in memory.
 
     Behaviour knobs: ``senders`` (the account's WhatsApp senders; None
@@ -112,6 +114,8 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
         self._attempts: deque[CreateAttempt] = deque(maxlen=MAX_ATTEMPTS)
         self._last_inbound: dict[tuple[str, str], dt.datetime] = {}
         self._templates: dict[str, ContentTemplate] = {}
+        self._media: dict[str, HostedMedia] = {}
+        self._cdn: dict[str, HostedMedia] = {}
         self._seq = 0
         self.main_account = self.add_account(account_sid, auth_token)
 
@@ -334,16 +338,30 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
         to: str,
         *,
         body: str = "",
-        media: Sequence[tuple[str, str] | str] = (),
+        media: Sequence[InboundMedia | tuple[str, str] | str] = (),
         location: Location | tuple[float, float] | None = None,
         button: tuple[str, str] | str | None = None,
         profile_name: str | None = None,
         reply_to_sid: str | None = None,
         account_sid: str | None = None,
+        api_base: str = API_BASE,
     ) -> dict[str, str]:
-        """A customer writes to the business: store it, open the 24 h window, return its form."""
+        """A customer writes to the business: store it, open the 24 h window, return its form.
+
+        ``media`` items are URLs (``(url, type)`` or a URL, sent as given) or
+        :class:`InboundMedia`, which Twilio stores: the webhook then carries
+        its Media resource URL on ``api_base``, served by :meth:`fetch_media`.
+        """
         account = self._accounts[account_sid] if account_sid else self.main_account
-        pairs = [(m, "image/jpeg") if isinstance(m, str) else m for m in media]
+        sid = self._sids.sid("MM" if media else "SM")
+        pairs = [
+            self._host_media(account.sid, sid, m, api_base)
+            if isinstance(m, InboundMedia)
+            else (m, "image/jpeg")
+            if isinstance(m, str)
+            else m
+            for m in media
+        ]
         if isinstance(location, tuple):
             location = Location(latitude=location[0], longitude=location[1])
         if isinstance(button, str):
@@ -353,7 +371,6 @@ class TwilioModel(ProgressionMixin, ContentApiMixin):
             original = self._messages.get(reply_to_sid)
             reply_to = (reply_to_sid, (original.from_ if original else None) or to)
         now = self.clock()
-        sid = self._sids.sid("MM" if pairs else "SM")
         form = inbound_form(
             sid=sid,
             account_sid=account.sid,
