@@ -8,23 +8,18 @@ README.md at run time. A README that stops working fails here.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
 import subprocess
-import sys
-import tomllib
 from pathlib import Path
 
 import attrs
 import pytest
 
+from distribution import PROJECT, ROOT, Distribution, FreshEnvironment
 from ratatosk.testing import BackgroundEmulator
 
-ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
 
 
 def section(heading: str) -> str:
@@ -56,59 +51,30 @@ def pip_install_line(heading: str) -> list[str]:
 
 
 @attrs.frozen
-class FreshEnvironment:
-    """A virtual environment with nothing in it but pip, and a wheel of this working tree."""
+class Fresh:
+    """A fresh virtual environment and the wheel built from this working tree."""
 
-    python: Path
+    venv: FreshEnvironment
     wheel: Path
-    environ: dict[str, str]
 
     def install_as(self, heading: str) -> None:
-        arguments = [str(self.wheel) if a == PROJECT else a for a in pip_install_line(heading)]
-        self.run(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", *arguments])
+        self.venv.install(
+            *[str(self.wheel) if a == PROJECT else a for a in pip_install_line(heading)]
+        )
 
     def run(
         self, arguments: list[str], cwd: Path | None = None, **env: str
     ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(self.python), *arguments],
-            cwd=cwd,
-            env=self.environ | env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done
+        return self.venv.run(arguments, cwd=cwd, **env)
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> FreshEnvironment:
-    base = tmp_path_factory.mktemp("fresh")
-    tree = base / "tree"  # a copy, so building never writes into the working tree
-    shutil.copytree(
-        ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-    )
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, tree / name)
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TWILIO_", "PYTHON", "VIRTUAL_ENV", "PYTEST", "RATATOSK_"))
-    }
-    subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True, timeout=300)
-    python = base / "venv" / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-         "--no-deps", "--wheel-dir", str(base / "wheels"), str(tree)],
-        env=environ, check=True, timeout=600, capture_output=True,
-    )  # fmt: skip
-    (wheel,) = (base / "wheels").glob("*.whl")
-    return FreshEnvironment(python, wheel, environ)
+def fresh(tmp_path_factory: pytest.TempPathFactory, distribution: Distribution) -> Fresh:
+    venv = FreshEnvironment.create(tmp_path_factory.mktemp("fresh") / "venv")
+    return Fresh(venv, distribution.wheel)
 
 
-def test_sending_example_runs_against_the_emulator(fresh: FreshEnvironment, tmp_path: Path) -> None:
+def test_sending_example_runs_against_the_emulator(fresh: Fresh, tmp_path: Path) -> None:
     """The Sending example, with the README's install, sends one message to the emulator."""
     fresh.install_as("## Sending")
     code = blocks(section("## Sending"), "python")[0]
@@ -128,7 +94,7 @@ def test_sending_example_runs_against_the_emulator(fresh: FreshEnvironment, tmp_
     assert stored == 1
 
 
-def test_fake_twilio_example_passes_under_pytest(fresh: FreshEnvironment, tmp_path: Path) -> None:
+def test_fake_twilio_example_passes_under_pytest(fresh: Fresh, tmp_path: Path) -> None:
     """The FakeTwilio example, with the README's install, passes as a test in a new project."""
     heading = "## Testing your code with FakeTwilio"
     fresh.install_as(heading)
