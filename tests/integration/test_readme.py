@@ -16,24 +16,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from distribution import PROJECT, ROOT, Distribution, FreshEnvironment
+from distribution import PROJECT, Distribution, FreshEnvironment
 from ratatosk.testing import BackgroundEmulator
-
-README = ROOT / "README.md"
-
-
-def section(heading: str) -> str:
-    """The README's text from ``heading`` to the next heading of the same level or above."""
-    text = README.read_text(encoding="utf-8")
-    level = len(heading) - len(heading.lstrip("#"))
-    start = text.index(heading + "\n")
-    ends = [m.start() for m in re.finditer(rf"^#{{1,{level}}} ", text, re.M)]
-    end = min((e for e in ends if e > start), default=len(text))
-    return text[start:end]
-
-
-def blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
+from readme_text import blocks, section
 
 
 def pip_install_line(heading: str) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from ratatosk.testing import BackgroundEmulator
+from readme_text import blocks, section
 
 SENDER = "whatsapp:+14155238886"
 ROWS = 1000
@@ -328,3 +329,17 @@ class TestSendBatch:
         [event] = events
         assert event["error"]["code"] == "INVALID_MESSAGE"
         assert "'txt'" in event["error"]["message"]
+
+
+@pytest.mark.parametrize(("language", "name"), [("csv", "customers.csv"), ("jsonl", "rows.jsonl")])
+def test_the_readme_files_send_as_written(
+    emulator: BackgroundEmulator, tmp_path: Path, language: str, name: str
+) -> None:
+    """The README's example files (Bulk sends) are valid and send every row."""
+    [example] = blocks(section("## Bulk sends"), language)
+    rows = tmp_path / name
+    rows.write_text(example, encoding="utf-8")
+    code, events, _ = send_batch(emulator, str(rows), *FAST)
+    assert code == 0, events
+    summary = _summary(events)
+    assert summary["sent"] == summary["rows"] == len(example.splitlines()) - (language == "csv")
