@@ -49,6 +49,7 @@ from ..ports import (
     SignatureValidator,
     StatusTimeline,
     StatusTracker,
+    Telemetry,
     TemplateCache,
     TemplateCatalog,
 )
@@ -58,7 +59,7 @@ from .errors import TwilioErrorCodes, error
 from .outbound import SendConfig
 from .resilience import SendPolicy
 from .schema import setting_pairs, settings_problem
-from .send import SendPipeline, TemplateResolver, WindowGuard, create_stages
+from .send import RetryHook, SendPipeline, TemplateResolver, WindowGuard, create_stages
 from .signature import TwilioSignatureValidator
 
 log = logging.getLogger("ratatosk.twilio")
@@ -94,6 +95,14 @@ class TwilioWhatsAppConnector:
     ``transport``, ``signature_validator``, ``template_catalog`` and ``clock``
     are the ports; leave ``transport`` out for the real HTTP adapter, or pass
     ``ratatosk.testing.FakeTwilio()`` in tests.
+
+    ``telemetry`` watches every send (``ratatosk.adapters.otel.OpenTelemetry``
+    for spans and metrics); ``on_retry`` is called with a
+    :class:`~ratatosk.ports.RetryNotice` before each retry's wait, a plain
+    function or a coroutine function, for watching retries without
+    OpenTelemetry. Both are the connector's, not the ``SendPolicy``'s: the
+    policy is a value (compared, shared, built from settings) saying how hard
+    to try, and a callback is neither a value nor a policy.
     """
 
     def __init__(
@@ -114,6 +123,8 @@ class TwilioWhatsAppConnector:
         send_ledger: SendLedger | None = None,
         template_cache: TemplateCache | None = None,
         status_tracker: StatusTracker | None = None,
+        telemetry: Telemetry | None = None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         if not isinstance(schema, ChannelSchema):
             raise TypeError(
@@ -123,6 +134,8 @@ class TwilioWhatsAppConnector:
             raise TypeError("settings must be a ConnectionSettings")
         if batch_concurrency < 1:
             raise ValueError("batch_concurrency must be at least 1")
+        if on_retry is not None and not callable(on_retry):
+            raise TypeError("on_retry must be a function taking a RetryNotice")
         self.schema: Final = schema
         self._settings = settings
         self._plugs = Plugs(
@@ -141,6 +154,8 @@ class TwilioWhatsAppConnector:
         self._batch_concurrency = batch_concurrency
         self._policy = send_policy or SendPolicy()
         self._rng = rng or random.Random()
+        self._telemetry = telemetry
+        self._on_retry = on_retry
         self._pipeline: SendPipeline | None = None
         self._state = ConnectorState.UNINITIALIZED
         self._account_sid: str | None = None
@@ -162,6 +177,11 @@ class TwilioWhatsAppConnector:
     @property
     def settings(self) -> ConnectionSettings:
         return self._settings
+
+    @property
+    def telemetry(self) -> Telemetry | None:
+        """What watches this connector's sends; ``build_webhook_app`` hands it to the server."""
+        return self._telemetry
 
     @property
     def signature_validator(self) -> SignatureValidator:
@@ -206,6 +226,7 @@ class TwilioWhatsAppConnector:
                 limiter=plugs.rate_limiter,
                 clock=plugs.clock,
                 rng=self._rng,
+                on_retry=self._on_retry,
             ),
             templates=TemplateResolver(
                 plugs.template_catalog,
@@ -220,6 +241,7 @@ class TwilioWhatsAppConnector:
                 if guarded and plugs.conversation_window is not None
                 else None
             ),
+            telemetry=self._telemetry,
         )
         self._started_at = plugs.clock.now()
         self._state = ConnectorState.READY

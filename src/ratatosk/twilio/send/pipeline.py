@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import logging
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -41,8 +41,11 @@ from ...ports import (
     MessageResource,
     MessagingApi,
     RateLimiter,
+    SendEnd,
     SendLedger,
+    SendObservation,
     StateStoreError,
+    Telemetry,
     TransportError,
 )
 from .. import wire
@@ -53,7 +56,7 @@ from ..resilience import SendPolicy
 from .call import CallTwilio
 from .guard import WindowGuard
 from .reconcile import Reconcile
-from .retry import Retry
+from .retry import Retry, RetryHook
 from .stage import (
     CreateStage,
     OutcomeUnknown,
@@ -61,6 +64,7 @@ from .stage import (
     describe,
     lane_of,
     match_key,
+    notify,
     sender_of,
 )
 from .templates import TemplateResolver
@@ -80,17 +84,23 @@ def create_stages(
     limiter: RateLimiter | None,
     clock: Clock,
     rng: random.Random,
+    on_retry: RetryHook | None = None,
 ) -> CreateStage:
     """Retry(Reconcile(Throttle(Call(api)))): reconcile left out when the policy says so."""
     stage: CreateStage = CallTwilio(api, clock)
     stage = Throttle(stage, limiter, clock, max_in_flight=policy.max_in_flight)
     if policy.reconcile:
         stage = Reconcile(stage, api, ledger, clock)
-    return Retry(stage, policy.retry, clock, rng)
+    return Retry(stage, policy.retry, clock, rng, on_retry=on_retry)
 
 
 class SendPipeline:
-    """Sends one message through the stages; what ``send_message`` delegates to."""
+    """Sends one message through the stages; what ``send_message`` delegates to.
+
+    ``telemetry`` watches each send (start, retries, reconciles, end). Whether
+    there is any is decided once, here: without it ``send`` is the bare send,
+    with no check, no wrapper and nothing allocated for telemetry per send.
+    """
 
     def __init__(
         self,
@@ -103,6 +113,7 @@ class SendPipeline:
         clock: Clock,
         deadline: float,
         guard: WindowGuard | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._schema = schema
         self._config = config
@@ -112,8 +123,40 @@ class SendPipeline:
         self._clock = clock
         self._deadline = deadline
         self._guard = guard
+        self._telemetry = telemetry
+        #: Sends one message: the bare send, or the send watched by ``telemetry``.
+        self.send: Callable[[Message], Awaitable[ConnectorResult[SendResult]]] = (
+            self._send if telemetry is None else self._send_observed
+        )
 
-    async def send(self, message: Message) -> ConnectorResult[SendResult]:
+    async def _send_observed(self, message: Message) -> ConnectorResult[SendResult]:
+        """The send, told to telemetry: started, then ended with its outcome (or interruption)."""
+        assert self._telemetry is not None
+        started = self._clock.monotonic()
+        message_id = str(getattr(message, "id", ""))
+        try:
+            observation = self._telemetry.send_started(message_id)
+        except Exception:
+            log.exception("telemetry raised; the send goes on unwatched")
+            return await self._send(message)
+        try:
+            result = await self._send(message, observation)
+        except BaseException as exc:
+            outcome = "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "UNEXPECTED_ERROR"
+            end = SendEnd(
+                message_id=message_id,
+                outcome=outcome,
+                duration=self._clock.monotonic() - started,
+                to=_recipient_of(message),
+            )
+            notify(observation.ended, end)
+            raise
+        notify(observation.ended, _end_of(message, result, self._clock.monotonic() - started))
+        return result
+
+    async def _send(
+        self, message: Message, observation: SendObservation | None = None
+    ) -> ConnectorResult[SendResult]:
         plan = plan_send(self._schema, self._config, message)
         if isinstance(plan, ConnectorError):
             return ConnectorResult.failure(plan)
@@ -128,7 +171,7 @@ class SendPipeline:
         traces: list[SendTrace] = []  # filled by _send_planned once it asks Twilio
         outcome: Mapping[str, object] | None = None
         try:
-            result = await self._send_planned(message, plan, traces)
+            result = await self._send_planned(message, plan, traces, observation)
             outcome = _outcome_of(result)
         except StateStoreError as exc:  # raised only before Twilio was asked (see below)
             result = ConnectorResult.failure(_store_unavailable(message.id, exc))
@@ -174,7 +217,11 @@ class SendPipeline:
         return tuple(await asyncio.gather(*(one(m) for m in messages)))
 
     async def _send_planned(
-        self, message: Message, plan: SendPlan, traces: list[SendTrace]
+        self,
+        message: Message,
+        plan: SendPlan,
+        traces: list[SendTrace],
+        observation: SendObservation | None,
     ) -> ConnectorResult[SendResult]:
         fallback: tuple[str, str] | None = None
         if self._guard is not None:
@@ -197,6 +244,7 @@ class SendPipeline:
             started=self._clock.now(),
             deadline=self._clock.monotonic() + self._deadline,
             fallback=fallback,
+            observation=observation,
         )
         traces.append(trace)
         # Until Twilio answers, the send may have created a message (cancelled mid-call too).
@@ -276,6 +324,44 @@ class SendPipeline:
             timestamp=resource.date_created or self._clock.now(),
             data={k: v for k, v in data.items() if v is not None},
         )
+
+
+#: The outcome of a send that Twilio accepted (any other is the result's error code).
+SENT: Final = "SENT"
+
+
+def _end_of(message: Message, result: ConnectorResult[SendResult], duration: float) -> SendEnd:
+    """What telemetry is told of a finished send, read from its result."""
+    if result.value is not None:
+        sent = result.value
+        return SendEnd(
+            message_id=message.id,
+            outcome=SENT,
+            duration=duration,
+            sid=sent.provider_message_id,
+            to=_recipient_of(message),
+            attempts=int(sent.data.get("attempts", 0)),
+            reconciled=bool(sent.data.get("reconciled", False)),
+            replayed=bool(sent.data.get("replayed", False)),
+        )
+    failure = result.error
+    assert failure is not None
+    return SendEnd(
+        message_id=message.id,
+        outcome=failure.code,
+        duration=duration,
+        to=_recipient_of(message),
+        provider_code=failure.provider_code,
+        attempts=int(failure.details.get("attempts", 0)),
+        reconciled=bool(failure.details.get("reconciled", False)),
+        replayed=bool(failure.details.get("replayed", False)),
+    )
+
+
+def _recipient_of(message: Message) -> str | None:
+    receiver = getattr(message, "receiver", None)
+    address = getattr(receiver, "address", None)
+    return address if isinstance(address, str) else None
 
 
 def _template_of(message: Message) -> str:

@@ -38,7 +38,7 @@ from ...ports import (
     TransportError,
 )
 from ..resilience import AMBIGUOUS_STATUSES, sent_matches
-from .stage import CreateStage, OutcomeUnknown, SendTrace, confusable, describe
+from .stage import CreateStage, OutcomeUnknown, SendTrace, confusable, describe, notify
 
 log = logging.getLogger("ratatosk.twilio")
 
@@ -93,7 +93,11 @@ class Reconcile:
                 # Back among the senders of the lane: a retry may follow (after a 503).
                 await self._ledger.lane_enter(trace.lane, trace.send, trace.key)
         except StateStoreError as exc:  # Twilio may have it; without the ledger, never adopt
+            if trace.observation is not None:
+                notify(trace.observation.reconciled, None, f"the send ledger failed: {exc}")
             raise OutcomeUnknown(failure, f"{describe(failure)}; {exc}") from exc
+        if trace.observation is not None:
+            notify(trace.observation.reconciled, found.sid if found is not None else None, why)
         if found is not None:
             trace.reconciled = True
             log.info("ambiguous send %s reconciled: Twilio has %s", trace.send, found.sid)

@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any, Protocol
+import logging
+from collections.abc import Callable
+from typing import Any, ParamSpec, Protocol
 
 import attrs
 
-from ...ports import ApiError, CreateMessageRequest, MessageResource, TransportError
+from ...ports import (
+    ApiError,
+    CreateMessageRequest,
+    MessageResource,
+    SendObservation,
+    TransportError,
+)
+
+P = ParamSpec("P")
+log = logging.getLogger("ratatosk.twilio")
 
 
 @attrs.define(kw_only=True)
@@ -24,7 +35,9 @@ class SendTrace:
 
     ``send`` names the send in the ledger (its message id); ``lane`` groups
     the sends a reconcile could confuse (same recipient, same sender).
-    ``deadline`` is on the clock's monotonic scale.
+    ``deadline`` is on the clock's monotonic scale. ``observation`` is told
+    of retries and reconciles; None (no telemetry) costs the stages one check
+    on those rare paths and nothing on the common one.
     """
 
     send: str
@@ -37,6 +50,7 @@ class SendTrace:
     paced: float = 0.0  #: seconds waited for the sender's rate limit
     reconciled: bool = False  #: the message was found at Twilio after a lost answer
     fallback: tuple[str, str] | None = None  #: (template sent instead, code of the refusal)
+    observation: SendObservation | None = None  #: telemetry watching this send, if any
 
     def report(self) -> dict[str, Any]:
         """The trace as result data: how many attempts, how long it waited, reconciled or not."""
@@ -103,3 +117,11 @@ def describe(failure: ApiError | TransportError) -> str:
     if isinstance(failure, TransportError):
         return str(failure)
     return f"HTTP {failure.status}, Twilio {failure.code}"
+
+
+def notify(call: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> None:
+    """Tell telemetry; what it raises is logged and ignored, never the send's failure."""
+    try:
+        call(*args, **kwargs)
+    except Exception:
+        log.exception("telemetry raised; the send goes on")
