@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Final, Self, TypedDict, TypeVar, Unpack
 
 from .bootstrap import build_connector
+from .domain.content import MediaContent
 from .domain.message import Message
 from .domain.result import (
     ConnectorException,
@@ -41,17 +42,21 @@ from .ports import (
     AccountResource,
     Clock,
     ConversationWindow,
+    MediaPolicy,
     MessagingApi,
     RateLimiter,
     SendLedger,
     SignatureValidator,
     StatusTimeline,
     StatusTracker,
+    Telemetry,
     TemplateCache,
     TemplateCatalog,
 )
 from .twilio.connector import TwilioWhatsAppConnector
+from .twilio.media import MediaFile
 from .twilio.resilience import SendPolicy
+from .twilio.send import RetryHook
 
 T = TypeVar("T")
 
@@ -75,6 +80,8 @@ class ConnectorOptions(TypedDict, total=False):
     send_ledger: SendLedger | None
     template_cache: TemplateCache | None
     status_tracker: StatusTracker | None
+    telemetry: Telemetry | None
+    on_retry: RetryHook | None
 
 
 class _LoopThread:
@@ -273,6 +280,17 @@ class SyncTwilioWhatsAppConnector:
         with self._lock:
             self._ready("validate_signature")
         return self._connector.validate_signature(url, source, signature)
+
+    def fetch_media(
+        self, media: MediaContent | str, *, policy: MediaPolicy | None = None
+    ) -> ConnectorResult[MediaFile]:
+        """The whole body, as ``TwilioWhatsAppConnector.fetch_media`` reads it, same codes.
+
+        No ``stream=True``: a ``MediaStream`` is iterated with ``async for`` on
+        the facade's loop, which blocking code cannot do; the policy's byte
+        limit still bounds what is held in memory.
+        """
+        return self._call("fetch_media", lambda c: c.fetch_media(media, policy=policy))
 
     def get_status(self) -> ConnectorResult[ConnectorStatus]:
         return self._call("get_status", lambda c: c.get_status())
