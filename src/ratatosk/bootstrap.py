@@ -36,11 +36,13 @@ from .ports import (
     HasClock,
     HasTemplateCatalog,
     MessagingApi,
+    Telemetry,
     TemplateCatalog,
 )
 from .twilio.connector import Plugs, TwilioWhatsAppConnector
 from .twilio.resilience import SendPolicy
 from .twilio.schema import TwilioChannelSchemas, setting_pairs
+from .twilio.send import RetryHook
 
 if TYPE_CHECKING:
     from .adapters.redis import RedisStores
@@ -199,6 +201,8 @@ def build_connector(
     send_policy: SendPolicy | None = None,
     conversation_window: ConversationWindow | None = None,
     redis: RedisStores | None = None,
+    telemetry: Telemetry | None = None,
+    on_retry: RetryHook | None = None,
 ) -> TwilioWhatsAppConnector:
     """A connector from settings laid over ``TWILIO_*`` variables; not yet initialised.
 
@@ -217,6 +221,8 @@ def build_connector(
         template_catalog=template_catalog,
         clock=clock,
         send_policy=send_policy,
+        telemetry=telemetry,
+        on_retry=on_retry,
         **shared,
     )
 
@@ -229,11 +235,13 @@ def build_webhook_app(
     on_status: StatusHandler | None = None,
     trust_forwarded: bool = False,
     dedup: Deduplicator | None = None,
+    telemetry: Telemetry | None = None,
 ) -> web.Application:
     """The webhook server's app for an initialised connector, with its signature validator.
 
     ``dedup`` defaults to the in-memory store; several server processes need
-    a shared one behind the ``Deduplicator`` port.
+    a shared one behind the ``Deduplicator`` port. ``telemetry`` defaults to
+    the connector's, so one ``OpenTelemetry()`` watches sends and webhooks.
     """
     return create_webhook_app(
         connector,
@@ -243,6 +251,7 @@ def build_webhook_app(
         on_status=on_status,
         trust_forwarded=trust_forwarded,
         dedup=dedup,
+        telemetry=telemetry if telemetry is not None else connector.telemetry,
     )
 
 

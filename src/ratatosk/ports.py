@@ -335,6 +335,9 @@ class Deduplicator(Protocol):
 # times, never a body or a secret; the recipient is given whole and left to the
 # adapter to mask. With no telemetry plugged, nothing of this runs at all.
 
+#: The outcome of a send Twilio accepted (``SendEnd.outcome``; any other is an error code).
+SENT = "SENT"
+
 
 @attrs.frozen(kw_only=True)
 class RetryNotice:

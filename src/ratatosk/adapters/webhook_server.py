@@ -40,6 +40,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol, TypeVar
@@ -50,7 +51,14 @@ from aiohttp import web
 from ..domain.errors import MessagingErrorCodes
 from ..domain.result import ConnectorResult, ReceiveResult, StatusUpdate
 from ..domain.source import MessageSource, SourceFormat
-from ..ports import Claim, Deduplicator, SignatureValidator, StateStoreError
+from ..ports import (
+    Claim,
+    Deduplicator,
+    SignatureValidator,
+    StateStoreError,
+    Telemetry,
+    WebhookAnswer,
+)
 from ..twilio.errors import TwilioErrorCodes
 from ..twilio.twiml import TwiML
 from ..twilio.wire import parse_form
@@ -323,7 +331,9 @@ class _Deliveries:
     def _not_first(self, claim: Claim) -> web.Response:
         if claim is Claim.REPEAT:
             self._stats.duplicates += 1
-            return _twiml_ok()
+            repeat = _twiml_ok()
+            repeat[_DUPLICATE] = True
+            return repeat
         self._stats.in_flight += 1
         return _Refusal(
             503, "DELIVERY_IN_FLIGHT", "this event is being handled; retry later"
@@ -370,6 +380,52 @@ def _status_key(update: StatusUpdate) -> str:
     return f"status:{update.message_id}:{twilio_status.strip().lower()}:{error_code}"
 
 
+#: Set on a 200 answered to a repeat delivery (the handler was not called).
+_DUPLICATE: Final = web.ResponseKey("ratatosk.duplicate", bool)
+#: The decoded event's MessageSid, kept on the request for telemetry.
+_EVENT_SID: Final = web.RequestKey("ratatosk.event_sid", str)
+
+
+def _sid_of(event: ReceiveResult | StatusUpdate) -> str:
+    if isinstance(event, StatusUpdate):
+        return event.message_id
+    return ",".join(m.id for m in event.messages)
+
+
+def _observed(
+    handle: Callable[[web.Request], Awaitable[web.Response]], name: str, telemetry: Telemetry
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``handle``, watched: every answer (or a failure to answer) is told to ``telemetry``."""
+
+    async def observed(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            observation = telemetry.webhook_received(name)
+        except Exception:
+            log.exception("telemetry raised; the webhook is handled unwatched")
+            return await handle(request)
+        status = 500  # what aiohttp answers when the handler raises (or the client left)
+        duplicate = False
+        try:
+            response = await handle(request)
+            status, duplicate = response.status, response.get(_DUPLICATE, False)
+            return response
+        finally:
+            answer = WebhookAnswer(
+                route=name,
+                status=status,
+                duration=time.perf_counter() - started,
+                duplicate=duplicate,
+                sid=request.get(_EVENT_SID),
+            )
+            try:
+                observation.answered(answer)
+            except Exception:
+                log.exception("telemetry raised; the answer stands")
+
+    return observed
+
+
 def create_webhook_app(
     receiver: WebhookReceiver,
     *,
@@ -385,6 +441,7 @@ def create_webhook_app(
     in_flight_wait: float = 10.0,
     max_handler_attempts: int = 3,
     path_prefix: str = DEFAULT_PREFIX,
+    telemetry: Telemetry | None = None,
 ) -> web.Application:
     """An aiohttp app that verifies Twilio's webhooks and hands typed events to you.
 
@@ -398,6 +455,9 @@ def create_webhook_app(
     a repeat waits for the first delivery's handler before it is answered 503.
     After ``max_handler_attempts`` failures of the handler on one event, the
     event is given up (logged, and later deliveries answered 200).
+    ``telemetry`` is told of every answer (route, status, duplicate or not,
+    duration); the handler runs inside that observation (an OpenTelemetry
+    span is current while it runs).
     """
     stats = WebhookStats()
     gate = _Gate(
@@ -417,6 +477,7 @@ def create_webhook_app(
     )
 
     def route(
+        name: str,
         decode: Callable[[MessageSource], Awaitable[ConnectorResult[E]]],
         key_of: Callable[[E], str],
         handler: Callable[[E], Awaitable[None]] | None,
@@ -436,6 +497,8 @@ def create_webhook_app(
                 stats.bad_request += 1
                 return _Refusal(400, decoded.error.code, decoded.error.message).response()
             event = decoded.unwrap()
+            if telemetry is not None:
+                request[_EVENT_SID] = _sid_of(event)
             keys = _delivery_keys(key_of(event), request.headers.get(IDEMPOTENCY_HEADER))
 
             async def call() -> None:
@@ -444,7 +507,7 @@ def create_webhook_app(
 
             return await deliveries.deliver(keys, call)
 
-        return handle
+        return handle if telemetry is None else _observed(handle, name, telemetry)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -452,9 +515,12 @@ def create_webhook_app(
     app = web.Application(client_max_size=max_body_bytes)
     app[STATS] = stats
     prefix = "/" + path_prefix.strip("/")
-    app.router.add_post(prefix, route(receiver.receive_messages, _message_key, on_message))
     app.router.add_post(
-        prefix + "/status", route(receiver.receive_message_status, _status_key, on_status)
+        prefix, route("message", receiver.receive_messages, _message_key, on_message)
+    )
+    app.router.add_post(
+        prefix + "/status",
+        route("status", receiver.receive_message_status, _status_key, on_status),
     )
     app.router.add_get("/healthz", healthz)
     return app

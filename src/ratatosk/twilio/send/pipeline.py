@@ -34,6 +34,7 @@ from ...domain.result import ConnectorError, ConnectorResult, SendResult
 from ...domain.schema import ChannelSchema
 from ...domain.status import MessageStatus
 from ...ports import (
+    SENT,
     ApiError,
     Clock,
     CreateMessageRequest,
@@ -324,10 +325,6 @@ class SendPipeline:
             timestamp=resource.date_created or self._clock.now(),
             data={k: v for k, v in data.items() if v is not None},
         )
-
-
-#: The outcome of a send that Twilio accepted (any other is the result's error code).
-SENT: Final = "SENT"
 
 
 def _end_of(message: Message, result: ConnectorResult[SendResult], duration: float) -> SendEnd:
