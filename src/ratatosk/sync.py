@@ -121,6 +121,7 @@ class SyncTwilioWhatsAppConnector:
     ``transport=``, ``send_policy=`` ...), plus ``timeout``: the most seconds
     a call waits (None: as long as the connector's own deadlines allow).
     Safe to share between threads: one instance per process is the intent.
+    An ``on_retry`` hook runs on the facade's own thread, between retries.
 
     Nothing starts until the first call (or ``with``): a facade created at
     import time in a Django or Celery parent process starts its thread and

@@ -109,6 +109,11 @@ def new_since(before: list[T], now: list[T]) -> list[T]:
     return [o for o in now if id(o) not in known]
 
 
+def started_since(before: set[threading.Thread]) -> set[threading.Thread]:
+    """Threads alive now that were not before (the count, untroubled by others ending)."""
+    return set(threading.enumerate()) - before
+
+
 def facade_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("ratatosk-sync-")]
 
@@ -357,11 +362,11 @@ def test_close_ends_the_thread_closes_the_loop_and_the_connection_pool(
     emulator: BackgroundEmulator,
 ) -> None:
     """Nothing runs before the first call; after close() the thread, loop and session are done."""
-    count = threading.active_count()
+    threads = set(threading.enumerate())
     loops_before = live(asyncio.AbstractEventLoop)
     sessions_before = live(aiohttp.ClientSession)
     twilio = SyncTwilioWhatsAppConnector(SCHEMA, settings_for(emulator))
-    assert threading.active_count() == count, "constructing starts nothing"
+    assert started_since(threads) == set(), "constructing starts nothing"
     assert twilio.test_connection().successful
     (thread,) = facade_threads()
     (loop,) = new_since(loops_before, live(asyncio.AbstractEventLoop))
@@ -374,7 +379,7 @@ def test_close_ends_the_thread_closes_the_loop_and_the_connection_pool(
     assert not thread.is_alive()
     assert loop.is_closed()
     assert session.closed
-    assert threading.active_count() == count
+    assert started_since(threads) == set()
     twilio.close()  # twice is fine
 
 
@@ -382,14 +387,14 @@ def test_twenty_facades_opened_and_closed_leave_no_thread_loop_or_session(
     emulator: BackgroundEmulator,
 ) -> None:
     """Open, use and close 20 facades: thread count, open loops and open sessions as before."""
-    count = threading.active_count()
+    threads = set(threading.enumerate())
     loops_before = live(asyncio.AbstractEventLoop)
     sessions_before = live(aiohttp.ClientSession)
     for n in range(20):
         with SyncTwilioWhatsAppConnector(SCHEMA, settings_for(emulator)) as twilio:
             assert twilio.send_message(text(f"open-close {n}")).successful
-            assert threading.active_count() == count + 1
-    assert threading.active_count() == count
+            assert len(started_since(threads)) == 1
+    assert started_since(threads) == set()
     assert facade_threads() == []
     assert [
         loop for loop in new_since(loops_before, live(asyncio.AbstractEventLoop))
@@ -481,14 +486,14 @@ async def test_called_from_async_code_every_method_refuses_at_once() -> None:
         .set_parameter("ApiBaseUrl", served.url)
         .set_parameter("FromNumber", SENDER)
     )
-    count = threading.active_count()
+    threads = set(threading.enumerate())
     twilio = SyncTwilioWhatsAppConnector(SCHEMA, settings)
     try:
         for name, call in CALLS:
             with pytest.raises(RuntimeError, match="await the async API") as raised:
                 call(twilio)
             assert "TwilioWhatsAppConnector" in str(raised.value), name
-        assert threading.active_count() == count, "refused before anything started"
+        assert started_since(threads) == set(), "refused before anything started"
         # The same facade from a worker thread, which runs no loop, is fine.
         sent = await asyncio.to_thread(twilio.send_message, text("from a worker thread"))
         assert sent.successful
