@@ -208,7 +208,13 @@ async def _send_rows(
 
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
     with _Interrupts(stopping, workers):
-        await asyncio.wait(workers)
+        try:
+            await asyncio.wait(workers)
+        except asyncio.CancelledError:  # no loop signal handlers: Ctrl-C cancelled the run
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)  # each records its row
+            raise
     return stopping.is_set()
 
 
