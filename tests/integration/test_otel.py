@@ -9,10 +9,13 @@ secret, body or full phone number is.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,8 +34,9 @@ from ratatosk import ConnectionSettings, Message, MessageBuilder, ReceiveResult
 from ratatosk.adapters.otel import OpenTelemetry, mask_number
 from ratatosk.bootstrap import build_connector, build_webhook_app
 from ratatosk.ports import RetryNotice
-from ratatosk.testing import FakeTwilio
+from ratatosk.testing import BackgroundEmulator, FakeTwilio
 from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector
+from readme_text import blocks, section
 
 SENDER = "whatsapp:+14155238886"
 CUSTOMER = "whatsapp:+15551234567"
@@ -365,3 +369,34 @@ def test_without_telemetry_opentelemetry_is_never_imported() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "none"
+
+
+def test_the_readme_example_exports_a_send_span_and_its_metrics(tmp_path: Path) -> None:
+    """The README's Telemetry block, as written, against the emulator: the console shows both."""
+    code = blocks(section("## Telemetry"), "python")[0]
+    (tmp_path / "watched.py").write_text(code, encoding="utf-8")
+    with BackgroundEmulator() as emulator:
+        env = {
+            **os.environ,
+            "TWILIO_ACCOUNT_SID": emulator.account_sid,
+            "TWILIO_AUTH_TOKEN": emulator.auth_token,
+            "TWILIO_API_BASE_URL": emulator.url,
+        }
+        done = subprocess.run(
+            [sys.executable, "watched.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    sid = re.search(r"^(SM[0-9a-f]{32})$", done.stdout, re.M)
+    assert sid is not None, done.stdout
+    assert '"name": "whatsapp send"' in done.stdout
+    assert f'"twilio.message_sid": "{sid.group(1)}"' in done.stdout
+    assert '"messaging.destination.name": "whatsapp:***2222"' in done.stdout
+    assert '"name": "ratatosk.sends"' in done.stdout  # the metrics, flushed at exit
+    assert "15550002222" not in done.stdout
+    assert emulator.auth_token not in done.stdout + done.stderr
