@@ -37,6 +37,40 @@ MALFORMED_LOG_PERIOD: Final = 60.0
 log = logging.getLogger("ratatosk.http")
 
 
+class LogBudget:
+    """At most ``burst`` log lines per ``period`` seconds, the rest counted, not logged.
+
+    A line anyone on the network can provoke (a malformed request, a bad
+    signature) must not flood the log; the count keeps the flood visible.
+    """
+
+    def __init__(
+        self, burst: int, period: float, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._burst = burst
+        self._period = period
+        self._now = monotonic
+        self._window_start = -period
+        self._logged = 0
+        self._left_out = 0
+
+    def admit(self) -> list[str] | None:
+        """None: count it, do not log it. Otherwise notes to append to the line (maybe none)."""
+        now = self._now()
+        left_out = 0
+        if now - self._window_start >= self._period:
+            self._window_start, self._logged = now, 0
+            left_out, self._left_out = self._left_out, 0
+        if self._logged >= self._burst:
+            self._left_out += 1
+            return None
+        self._logged += 1
+        notes = [f"{left_out} more before this were not logged"] if left_out else []
+        if self._logged == self._burst:
+            notes.append(f"the next ones within {self._period:.0f} s are only counted")
+        return notes
+
+
 class _BriefMalformedRequests(logging.Filter):
     """Turns aiohttp's traceback for a malformed request into one short, rate-limited line.
 
@@ -47,29 +81,15 @@ class _BriefMalformedRequests(logging.Filter):
         self, burst: int, period: float, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
         super().__init__()
-        self._burst = burst
-        self._period = period
-        self._now = monotonic
-        self._window_start = -period
-        self._logged = 0
-        self._left_out = 0
+        self._budget = LogBudget(burst, period, monotonic)
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if not isinstance(error, HttpProcessingError):
             return True
-        now = self._now()
-        left_out = 0
-        if now - self._window_start >= self._period:
-            self._window_start, self._logged = now, 0
-            left_out, self._left_out = self._left_out, 0
-        if self._logged >= self._burst:
-            self._left_out += 1
+        notes = self._budget.admit()
+        if notes is None:
             return False
-        self._logged += 1
-        notes = [f"{left_out} more before this were not logged"] if left_out else []
-        if self._logged == self._burst:
-            notes.append(f"the next ones within {self._period:.0f} s are only counted")
         record.msg = "refused a malformed HTTP request from %s (%s, HTTP %s)%s"
         record.args = (
             _remote_of(record),
@@ -166,6 +186,7 @@ async def wait_for_stop_signal() -> None:
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
+    "LogBudget",
     "RunningServer",
     "start_server",
     "wait_for_stop_signal",

@@ -12,7 +12,8 @@ and nothing is decoded into messages before the signature holds:
    a body that takes longer than ``body_timeout`` to arrive -> 408;
 2. media type: neither form nor JSON -> 415; a JSON body that is not UTF-8 -> 400;
 3. form fields over ``max_fields`` -> 413;
-4. ``X-Twilio-Signature`` missing or wrong for the public URL -> 403;
+4. ``X-Twilio-Signature`` missing or wrong for the public URL -> 403, and
+   a WARNING (a few a minute) saying what was checked and the likely cause;
 5. decoding through the connector, of the very fields the signature check
    parsed (handed over as ``MessageSource.form``): a coded failure -> 400
    with the code (a field Twilio sends once, sent twice, included);
@@ -42,7 +43,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final, Protocol, TypeVar
 
 import attrs
@@ -60,9 +61,11 @@ from ..ports import (
     WebhookAnswer,
 )
 from ..twilio.errors import TwilioErrorCodes
+from ..twilio.signature_diagnosis import FORWARDED_HEADERS, diagnose, summary
 from ..twilio.twiml import TwiML
 from ..twilio.wire import parse_form
 from .dedup import InMemoryDeduplicator
+from .http_server import LogBudget
 
 log = logging.getLogger("ratatosk.webhooks")
 
@@ -72,6 +75,9 @@ DEFAULT_MAX_BODY: Final = 64 * 1024
 DEFAULT_MAX_FIELDS: Final = 200
 SIGNATURE_HEADER: Final = "X-Twilio-Signature"
 IDEMPOTENCY_HEADER: Final = "I-Twilio-Idempotency-Token"
+#: Refused signatures explained in the log: at most this many a period, the rest counted.
+REFUSAL_LOG_BURST: Final = 5
+REFUSAL_LOG_PERIOD: Final = 60.0
 #: Seconds a 503 for an unreachable state store asks Twilio to wait.
 STORE_RETRY_AFTER: Final = 5
 
@@ -142,6 +148,9 @@ class _Gate:
     max_fields: int
     body_timeout: float
     stats: WebhookStats
+    refusal_log: LogBudget = attrs.field(
+        factory=lambda: LogBudget(REFUSAL_LOG_BURST, REFUSAL_LOG_PERIOD)
+    )
 
     async def admit(self, request: web.Request) -> MessageSource:
         """The verified body, or a :class:`_Refusal` raised before any decoding."""
@@ -181,7 +190,7 @@ class _Gate:
                 raise _Refusal(
                     400, MessagingErrorCodes.INVALID_WEBHOOK_DATA, "a JSON body must be UTF-8"
                 ) from None
-            valid = self.validator.validate(url, text, signature)
+            params: Mapping[str, Sequence[str]] | str = text
         else:
             try:
                 if source.body.count("&") + 1 > self.max_fields:
@@ -192,34 +201,79 @@ class _Gate:
                 raise _Refusal(
                     413, MessagingErrorCodes.INVALID_WEBHOOK_DATA, "too many fields"
                 ) from None
-            valid = self.validator.validate(url, form, signature)
+            params = form
             # The decoder reads the fields just verified: one parse, and nothing else decoded.
             source = attrs.evolve(source, form=form)
-        if not valid:
+        if not self.validator.validate(url, params, signature):
             self.stats.refused_signature += 1
-            log.warning("refused a webhook with a %s signature", "bad" if signature else "missing")
+            self._explain_refusal(request, url, params, signature)
             raise _Refusal(
                 403, TwilioErrorCodes.INVALID_SIGNATURE, "X-Twilio-Signature does not match"
             )
         return source
 
-    def url_of(self, request: web.Request) -> str:
-        """The URL Twilio signed: the public base plus the path and query as sent.
+    def _explain_refusal(
+        self,
+        request: web.Request,
+        url: str,
+        params: Mapping[str, Sequence[str]] | str,
+        signature: str | None,
+    ) -> None:
+        """One WARNING line on what was checked and the likely cause; a few a minute at most.
 
-        Of several ``X-Forwarded-*`` values (``a, b`` or repeated headers) the
-        last is used: each proxy appends what it saw, so the last one was set
-        by the proxy next to this server, the only one it trusts; the first
-        could be anything the client sent.
+        The diagnosis tries other plausible URLs through the validator, so it
+        runs only for a line that will be logged: a flood of forged requests
+        costs a counter each, not a search. No body, no secret: what is shown
+        is the URL, the forwarding headers (escaped) and the body hash's verdict.
         """
+        notes = self.refusal_log.admit()
+        if notes is None:
+            return
+        headers = {name: request.headers.getall(name, []) for name in ("Host", *FORWARDED_HEADERS)}
+        diagnosis = diagnose(
+            url,
+            lambda candidate: self.validator.validate(candidate, params, signature),
+            signature_present=bool(signature),
+            headers=headers,
+            json_body=params if isinstance(params, str) else None,
+            trust_forwarded=self.trust_forwarded,
+        )
+        log.warning(
+            "refused a webhook to %r, URL from %s: %s%s",
+            request.raw_path[:200],
+            self.url_source(request),
+            summary(diagnosis),
+            "".join("; " + note for note in notes),
+        )
+
+    def url_source(self, request: web.Request) -> str:
+        """Where :meth:`url_of` takes the scheme and host from, in words."""
+        if self.trust_forwarded and self._forwarded(request) is not None:
+            return "X-Forwarded-Proto/-Host (trusted)"
+        return "public_url" if self.public_url is not None else "the request's Host"
+
+    def url_of(self, request: web.Request) -> str:
+        """The URL Twilio signed: the public base plus the path and query as sent."""
         path = request.raw_path
-        if self.trust_forwarded:
-            proto = _nearest(request.headers.getall("X-Forwarded-Proto", []))
-            host = _nearest(request.headers.getall("X-Forwarded-Host", []))
-            if proto and host:
-                return f"{proto}://{host}{path}"
+        forwarded = self._forwarded(request) if self.trust_forwarded else None
+        if forwarded is not None:
+            return forwarded + path
         if self.public_url is not None:
             return self.public_url + path
         return f"{request.scheme}://{request.host}{path}"
+
+    @staticmethod
+    def _forwarded(request: web.Request) -> str | None:
+        """``proto://host`` from ``X-Forwarded-*``, when both are there.
+
+        Of several values (``a, b`` or repeated headers) the last is used:
+        each proxy appends what it saw, so the last one was set by the proxy
+        next to this server, the only one it trusts; the first could be
+        anything the client sent.
+        """
+        proto = _nearest(request.headers.getall("X-Forwarded-Proto", []))
+        host = _nearest(request.headers.getall("X-Forwarded-Host", []))
+        return f"{proto}://{host}" if proto and host else None
 
 
 def _nearest(values: Sequence[str]) -> str:

@@ -1,4 +1,4 @@
-"""The ``ratatosk`` command: send, send-batch, status, templates, serve, emulator, demo.
+"""The ``ratatosk`` command: send, send-batch, status, templates, serve, emulator, demo, webhook.
 
 Reads ``TWILIO_*`` through ``bootstrap``; prints results as text or, with
 ``--json``, one JSON object per line. Exit status: 0 on success, 1 when the
@@ -29,6 +29,8 @@ from .batch import send_batch
 from .demo import demo
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, describe_status, status_json
 from .servers import emulator, serve
+from .webhook import add_parser as add_webhook_parser
+from .webhook import webhook
 
 
 def _json_option() -> argparse.ArgumentParser:
@@ -110,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("demo", parents=as_json, help="the end-to-end demo on the emulator")
     add_batch_parser(commands, as_json)
+    add_webhook_parser(commands, as_json)
     return parser
 
 
@@ -242,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args, out)
         if args.command == "emulator":
             return emulator(args, out)
+        if args.command == "webhook":
+            return webhook(args, out)
         return asyncio.run(demo(out))
     except KeyboardInterrupt:
         return 130
