@@ -187,6 +187,10 @@ def test_demo_runs_end_to_end() -> None:
     assert "OK: 4 sent" in done.stdout
     assert "Sent       signed+verified, ignored (already Read)" in done.stdout
     assert "2 late callbacks ignored" in done.stdout
+    assert "1 photo fetched" in done.stdout
+    assert (
+        "the default policy (Twilio's media hosts only): MEDIA_REDIRECT_NOT_ALLOWED" in done.stdout
+    )
 
 
 def test_serve_prints_each_verified_event_as_a_json_line(emulator_url: str) -> None:

@@ -1,4 +1,5 @@
-"""The ``ratatosk`` command: send, send-batch, status, templates, serve, emulator, demo, webhook.
+"""The ``ratatosk`` command: send, send-batch, status, templates, serve, emulator, demo,
+webhook doctor and sign, media fetch.
 
 Reads ``TWILIO_*`` through ``bootstrap``; prints results as text or, with
 ``--json``, one JSON object per line. Exit status: 0 on success, 1 when the
@@ -27,6 +28,8 @@ from ..twilio.errors import TwilioErrorCodes, error
 from .batch import add_parser as add_batch_parser
 from .batch import send_batch
 from .demo import demo
+from .media import add_parser as add_media_parser
+from .media import fetch_media
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, describe_status, status_json
 from .servers import emulator, serve
 from .webhook import add_parser as add_webhook_parser
@@ -109,10 +112,14 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument(
         "--seed", type=int, help="seed for SIDs and fault injection (default: fresh each run)"
     )
+    emulator.add_argument(
+        "--media-port", type=int, default=0, help="port of its media CDN (default: a free one)"
+    )
 
     commands.add_parser("demo", parents=as_json, help="the end-to-end demo on the emulator")
     add_batch_parser(commands, as_json)
     add_webhook_parser(commands, as_json)
+    add_media_parser(commands, as_json)
     return parser
 
 
@@ -247,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return emulator(args, out)
         if args.command == "webhook":
             return webhook(args, out)
+        if args.command == "media":
+            return asyncio.run(fetch_media(args, out))
         return asyncio.run(demo(out))
     except KeyboardInterrupt:
         return 130

@@ -2,8 +2,9 @@
 
 Starts the Twilio emulator and the webhook server on free ports, sends the
 documentation's three messages (the template by name), watches their signed
-status callbacks arrive, receives a signed inbound message, shows a forged
-one refused, and shows a few refusals that never reach Twilio.
+status callbacks arrive, receives a signed inbound message and a customer's
+photo (fetched by its Media URL, the credentials kept to Twilio's API origin),
+shows a forged one refused, and shows a few refusals that never reach Twilio.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..domain.result import ReceiveResult, StatusUpdate
 from ..domain.settings import ConnectionSettings
 from ..domain.status import MessageStatus
 from ..emulator.app import RunningEmulator, start_emulator
+from ..emulator.model import InboundMedia
+from ..ports import MediaPolicy
 from ..twilio.connector import TwilioWhatsAppConnector
 from .output import EXIT_FAILED, EXIT_OK, Output, status_json
 
@@ -154,15 +157,17 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
             )
         late = await _out_of_order(out, connector, emulator, watcher, timeout)
         reply_status = await _inbound(out, emulator, public)
+        photo = await _inbound_photo(out, connector, emulator, public)
         forged_status = await _forged(out, public)
         await _show_refusals(out, connector)
-        ok = late and len(watcher.inbound) == 1 and forged_status == 403 and reply_status == 200
+        ok = late and photo and len(watcher.inbound) == 2
+        ok = ok and forged_status == 403 and reply_status == 200
         out.emit(
             "done",
             f"\n{'OK' if ok else 'FAILED'}: {len(sids) + 1} sent, "
             f"{len(watcher.updates)} messages tracked to READ, "
             f"{len(watcher.ignored)} late callbacks ignored, "
-            f"{len(watcher.inbound)} inbound, forged refused "
+            f"{len(watcher.inbound)} inbound, {int(photo)} photo fetched, forged refused "
             f"({time.monotonic() - began:.1f}s)",
             ok=ok,
         )
@@ -239,6 +244,42 @@ async def _inbound(out: Output, emulator: RunningEmulator, public: str) -> int:
     )
     out.emit("inbound-reply", f"  webhook answered {reply['status']}: {reply['body']}", **reply)
     return int(reply["status"])
+
+
+async def _inbound_photo(
+    out: Output, connector: TwilioWhatsAppConnector, emulator: RunningEmulator, public: str
+) -> bool:
+    """A customer's photo: Twilio's Media URL needs credentials, then redirects to its CDN."""
+    photo = bytes(range(256)) * 16
+    reply = await emulator.inject_inbound(
+        f"{public}{WEBHOOK_PATH}", from_=CUSTOMER, to=SENDER,
+        media=[InboundMedia("image/jpeg", photo)],
+    )  # fmt: skip
+    [url] = reply["media_urls"]
+    out.emit("inbound-photo", f"  <- a photo; its Media URL {url[:48]}...", url=url)
+    refused = await connector.fetch_media(url)  # Twilio's media hosts only, by default
+    allowed = MediaPolicy(allowed_hosts=(emulator.media_host,))
+    fetched = await connector.fetch_media(url, policy=allowed)
+    if fetched.error is not None:
+        out.failure(fetched.error)
+        return False
+    if refused.error is None:
+        out.emit("unexpected", "  the default policy let the emulator's CDN through")
+        return False
+    media = fetched.unwrap()
+    out.emit(
+        "media",
+        f"  fetched {media.content_type}, {media.size} bytes: credentials to the API origin "
+        f"only, the CDN redirect ({emulator.media_host}) followed without them",
+        content_type=media.content_type,
+        size=media.size,
+    )
+    out.emit(
+        "media-refused",
+        f"  with the default policy (Twilio's media hosts only): {refused.error.code}",
+        code=refused.error.code,
+    )
+    return media.data == photo
 
 
 async def _forged(out: Output, public: str) -> int:

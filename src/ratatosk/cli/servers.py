@@ -19,7 +19,7 @@ from ..bootstrap import (
 )
 from ..domain.result import ReceiveResult, StatusUpdate
 from ..domain.schema import is_absolute_http_url
-from ..emulator.app import DEFAULT_AUTH_TOKEN, serve_emulator
+from ..emulator.app import DEFAULT_AUTH_TOKEN, RunningEmulator, serve_emulator
 from ..ports import StateStoreError
 from ..twilio.schema import is_redis_url
 from .output import EXIT_OK, EXIT_USAGE, Output, describe_status, message_json, status_json
@@ -127,13 +127,20 @@ def emulator(args: argparse.Namespace, out: Output) -> int:
         "rate_slow": args.fault_slow,
     }
     shown = token if token == DEFAULT_AUTH_TOKEN else "(from your environment, not shown)"
-    out.emit(
-        "emulator",
-        f"Twilio emulator on http://{args.host}:{args.port}\n"
-        f"  account {account_sid}\n  auth token {shown}",
-        url=f"http://{args.host}:{args.port}",
-        account_sid=account_sid,
-    )
+
+    def banner(running: RunningEmulator) -> None:
+        media = running.media_host
+        out.emit(
+            "emulator",
+            f"Twilio emulator on {running.url}\n"
+            f"  account {account_sid}\n  auth token {shown}\n"
+            f"  media CDN {running.media_url} "
+            f"(fetch_media: MediaPolicy(allowed_hosts=('{media}',)))",
+            url=running.url,
+            account_sid=account_sid,
+            media_url=running.media_url,
+        )
+
     serve_emulator(
         host=args.host,
         port=args.port,
@@ -141,6 +148,8 @@ def emulator(args: argparse.Namespace, out: Output) -> int:
         auth_token=token,
         step_delay=args.step_delay,
         seed=args.seed,
+        media_port=args.media_port,
+        on_start=banner,
         **faults,
     )
     return EXIT_OK

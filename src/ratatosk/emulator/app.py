@@ -340,9 +340,12 @@ async def start_emulator(
     model: TwilioModel | None = None,
     callback_delay: float = 0.02,
     public_base_url: str | None = None,
+    media_port: int = 0,
     **options: Any,
 ) -> RunningEmulator:
     """Start the emulator (port 0: a free one); ``options`` go to :func:`build_model`.
+
+    Its media "CDN" listens on ``media_port`` of the same host (0: a free one).
 
     Raises TypeError when both a ``model`` and model ``options`` are given.
     """
@@ -354,7 +357,7 @@ async def start_emulator(
     # Twilio: the client always closes first, so no request meets a closing socket.
     server = await start_server(app, host, port, idle_timeout=75.0, access_log=False)
     try:
-        cdn = await start_server(create_media_cdn_app(model), host, 0, access_log=False)
+        cdn = await start_server(create_media_cdn_app(model), host, media_port, access_log=False)
     except BaseException:
         await server.close()
         raise
@@ -373,9 +376,14 @@ def serve_emulator(
     model: TwilioModel | None = None,
     callback_delay: float = 0.05,
     public_base_url: str | None = None,
+    media_port: int = 0,
+    on_start: Callable[[RunningEmulator], None] | None = None,
     **options: Any,
 ) -> None:
-    """Run the emulator until SIGINT or SIGTERM (the ``ratatosk emulator`` command)."""
+    """Run the emulator until SIGINT or SIGTERM (the ``ratatosk emulator`` command).
+
+    ``on_start`` is told the running emulator (its URLs and ports) once it listens.
+    """
 
     async def run() -> None:
         emulator = await start_emulator(
@@ -384,8 +392,11 @@ def serve_emulator(
             model=model or build_model(**options),
             callback_delay=callback_delay,
             public_base_url=public_base_url,
+            media_port=media_port,
         )
         try:
+            if on_start is not None:
+                on_start(emulator)
             await wait_for_stop_signal()
         finally:
             await emulator.close()
