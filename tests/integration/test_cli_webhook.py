@@ -10,6 +10,7 @@ sees. No output ever shows the token.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -27,6 +28,22 @@ import pytest
 
 ACCOUNT = "AC" + "6f" * 16
 TOKEN = "cli-webhook-token-a1b2c3d4e5f60718"
+
+#: The token, a long piece of it, and the Basic credentials that carry it on the wire.
+FORBIDDEN = (
+    TOKEN,
+    TOKEN[5:-5],
+    base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode(),
+    base64.b64encode(TOKEN.encode()).decode()[:-4],
+)
+
+
+def assert_no_token(text: str) -> None:
+    assert text
+    for secret in FORBIDDEN:
+        assert secret not in text
+
+
 PATH = "/webhooks/twilio/whatsapp"
 PUBLIC = "https://hooks.example.com"
 INBOUND = [
@@ -51,7 +68,7 @@ def ratatosk(*args: str, token: str | None = TOKEN) -> subprocess.CompletedProce
         timeout=60,
         check=False,
     )
-    assert TOKEN not in done.stdout + done.stderr
+    assert_no_token(done.stdout + done.stderr)
     return done
 
 
@@ -201,7 +218,7 @@ def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
-        assert TOKEN not in output
+        assert_no_token(output)
 
 
 def _post(url: str, headers: dict[str, str], body: bytes) -> int:
