@@ -638,9 +638,17 @@ TWILIO_MEDIA_HOSTS = ("mms.twiliocdn.com", "s3-external-1.amazonaws.com")
 
 
 def _hosts(hosts: str | Iterable[str]) -> tuple[str, ...]:
-    """Lower-cased, blanks dropped; one string is a comma-separated list."""
+    """Lower-cased, blanks dropped; one string is a comma-separated list.
+
+    Raises ValueError for an entry that is not ``host`` or ``host:port`` (a
+    URL, say), which would otherwise never match and fail every fetch.
+    """
     items = hosts.split(",") if isinstance(hosts, str) else hosts
-    return tuple(h.strip().lower() for h in items if h.strip())
+    cleaned = tuple(h.strip().lower() for h in items if h.strip())
+    for host in cleaned:
+        if any(c in host for c in "/@?#\\ ") or not host.isprintable():
+            raise ValueError(f"allowed_hosts takes host or host:port, not {host!r}")
+    return cleaned
 
 
 @attrs.frozen(kw_only=True)

@@ -171,6 +171,12 @@ class TestPolicyAndBody:
             "127.0.0.1:4011",
         )
 
+    @pytest.mark.parametrize("entry", ["https://cdn.example", "cdn.example/x", "u@cdn.example"])
+    def test_an_entry_that_is_not_a_host_is_refused(self, entry: str) -> None:
+        """A URL in the list would match nothing and fail every fetch: said at once."""
+        with pytest.raises(ValueError, match="host or host:port"):
+            MediaPolicy(allowed_hosts=(entry,))
+
     @pytest.mark.parametrize(
         "options",
         [{"max_bytes": 0}, {"timeout": 0}, {"timeout": float("nan")}, {"max_redirects": -1}],
