@@ -1,7 +1,7 @@
 """Merging status reports into a timeline (connector layer, pure).
 
 Twilio sends no callback for a message's first status, and its callbacks can
-arrive out of order and more than once (see the status-timeline ADR): a ``sent`` after
+arrive out of order and more than once (adr/0021): a ``sent`` after
 ``delivered``, a ``delivered`` after ``read``. A report moves a message
 forward only when its kernel status outranks the current one
 (``MessageStatus.supersedes``); every distinct report is kept in the history
