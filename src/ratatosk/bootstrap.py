@@ -39,7 +39,8 @@ from .ports import (
     Telemetry,
     TemplateCatalog,
 )
-from .twilio.connector import Plugs, TwilioWhatsAppConnector
+from .twilio.assembly import Plugs
+from .twilio.connector import TwilioWhatsAppConnector
 from .twilio.resilience import SendPolicy
 from .twilio.schema import TwilioChannelSchemas, setting_pairs
 from .twilio.send import RetryHook

@@ -11,14 +11,11 @@ types, an operation before ``initialize``) raises.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, Self, overload
-
-import attrs
+from typing import Final, Literal, Self, overload
 
 from ..domain.content import MediaContent
 from ..domain.errors import MessagingErrorCodes
@@ -53,40 +50,18 @@ from ..ports import (
     TemplateCache,
     TemplateCatalog,
 )
+from . import assembly, inbound, queries, wire
 from . import media as media_fetch
-from . import queries, wire
+from .assembly import Plugs
 from .errors import TwilioErrorCodes, error
-from .outbound import SendConfig
 from .resilience import SendPolicy
-from .schema import setting_pairs, settings_problem
-from .send import RetryHook, SendPipeline, TemplateResolver, WindowGuard, create_stages
+from .schema import settings_problem
+from .send import RetryHook, SendPipeline
 from .signature import TwilioSignatureValidator
 
 log = logging.getLogger("ratatosk.twilio")
 
-#: The composition root, loaded by name so this layer imports no adapter (adr/0011).
-COMPLETE_PLUGS: Final = "ratatosk.bootstrap:complete_plugs"
 DEFAULT_BATCH_CONCURRENCY: Final = 50
-
-
-@attrs.define(kw_only=True)
-class Plugs:
-    """The adapters a connector runs on; None means "the default", chosen at ``initialize``.
-
-    ``ratatosk.bootstrap.complete_plugs`` fills the gaps, so the documented
-    constructor and ``bootstrap.build_connector`` always agree.
-    """
-
-    transport: MessagingApi | None = None
-    template_catalog: TemplateCatalog | None = None
-    template_cache: TemplateCache | None = None
-    conversation_window: ConversationWindow | None = None
-    rate_limiter: RateLimiter | None = None
-    send_ledger: SendLedger | None = None
-    status_tracker: StatusTracker | None = None
-    clock: Clock | None = None
-    #: What the composition root opened for these plugs (a Redis client), closed at shutdown.
-    closers: tuple[Callable[[], Awaitable[None]], ...] = ()
 
 
 class TwilioWhatsAppConnector:
@@ -210,37 +185,15 @@ class TwilioWhatsAppConnector:
         self._account_sid = settings.get_string("AccountSid")
         if self._validator is None:
             self._validator = TwilioSignatureValidator(token)
-        complete = _load_default(COMPLETE_PLUGS)
-        self._plugs = plugs = complete(self._plugs, settings, self._policy)
-        assert plugs.transport is not None
+        self._plugs = plugs = assembly.complete(self._plugs, settings, self._policy)
         assert plugs.clock is not None
-        assert plugs.send_ledger is not None
-        guarded = settings.get_bool("ConversationWindowGuard")
-        self._pipeline = SendPipeline(
+        self._pipeline = assembly.send_pipeline(
             self.schema,
-            SendConfig.from_settings(settings),
-            create=create_stages(
-                plugs.transport,
-                self._policy,
-                ledger=plugs.send_ledger,
-                limiter=plugs.rate_limiter,
-                clock=plugs.clock,
-                rng=self._rng,
-                on_retry=self._on_retry,
-            ),
-            templates=TemplateResolver(
-                plugs.template_catalog,
-                plugs.template_cache,
-                languages=setting_pairs(settings, "SenderTemplateLanguages"),
-            ),
-            ledger=plugs.send_ledger,
-            clock=plugs.clock,
-            deadline=self._policy.retry.deadline,
-            guard=(
-                WindowGuard(plugs.conversation_window, plugs.clock)
-                if guarded and plugs.conversation_window is not None
-                else None
-            ),
+            settings,
+            plugs,
+            self._policy,
+            rng=self._rng,
+            on_retry=self._on_retry,
             telemetry=self._telemetry,
         )
         self._started_at = plugs.clock.now()
@@ -389,16 +342,7 @@ class TwilioWhatsAppConnector:
             return ConnectorResult.failure(refused)
         if not isinstance(source, MessageSource):
             raise TypeError("receive_messages takes a MessageSource")
-        received = wire.decode_receive(source)
-        windows = self._plugs.conversation_window
-        if windows is not None and received.value is not None:
-            now = self._now()
-            for message in received.value.messages:
-                if message.sender is not None and message.receiver is not None:
-                    await windows.record_inbound(
-                        message.sender.address, message.receiver.address, now
-                    )
-        return received
+        return await inbound.receive(source, self._plugs.conversation_window, self._now())
 
     async def receive_message_status(self, source: MessageSource) -> ConnectorResult[StatusUpdate]:
         """Parse a status callback and merge it into the message's timeline.
@@ -414,11 +358,7 @@ class TwilioWhatsAppConnector:
             return ConnectorResult.failure(refused)
         if not isinstance(source, MessageSource):
             raise TypeError("receive_message_status takes a MessageSource")
-        decoded = wire.decode_status(source, self._now())
-        tracker = self._plugs.status_tracker
-        if tracker is None or decoded.value is None:
-            return decoded
-        return ConnectorResult.success(await queries.track(tracker, decoded.value))
+        return await inbound.receive_status(source, self._plugs.status_tracker, self._now())
 
     def validate_signature(
         self, url: str, source: MessageSource, signature: str | None
@@ -484,22 +424,14 @@ class TwilioWhatsAppConnector:
         Code: STATUS_ERROR (the account could not be read).
         """
         api = self._ready()
-        assert self._started_at is not None
-        account = await queries.account_for_status(api)
-        if isinstance(account, ConnectorError):
-            return ConnectorResult.failure(account)
-        return ConnectorResult.success(
-            ConnectorStatus(
-                state=self._state,
-                channel=self.schema.channel,
-                uptime=self._now() - self._started_at,
-                data={
-                    "account_sid": self._account_sid,
-                    "account_status": account.status,
-                    "account_name": account.friendly_name,
-                    "schema_version": self.schema.version,
-                },
-            )
+        started_at = self._started_at
+        assert started_at is not None
+        return await queries.connector_status(
+            api,
+            state=self._state,
+            schema=self.schema,
+            account_sid=self._account_sid,
+            uptime=lambda: self._now() - started_at,
         )
 
     async def get_health(self) -> ConnectorResult[HealthReport]:
@@ -507,32 +439,14 @@ class TwilioWhatsAppConnector:
 
         Never fails: an unhealthy connector is a successful report with issues.
         """
-        issues: list[str] = []
-        started = self._now()
-        if self._state is not ConnectorState.READY or self._plugs.transport is None:
-            issues.append(f"connector is {self._state.value}")
-            if self._last_error is not None:
-                issues.append(f"{self._last_error.code}: {self._last_error.message}")
-        else:
-            result = await self.test_connection()
-            if result.error is not None:
-                issues.append(f"{result.error.code}: {result.error.message}")
-        latency = (self._now() - started).total_seconds()
-        return ConnectorResult.success(
-            HealthReport(
-                healthy=not issues,
-                state=self._state,
-                checked_at=started,
-                issues=tuple(issues),
-                data={"latency_seconds": latency, "channel": self.schema.channel},
-            )
+        ready = self._state is ConnectorState.READY and self._plugs.transport is not None
+        return await queries.health(
+            self._plugs.transport if ready else None,
+            state=self._state,
+            channel=self.schema.channel,
+            last_error=self._last_error,
+            now=self._now,
         )
 
 
-def _load_default(reference: str) -> Any:
-    """An adapter class found by name, so this layer never imports the adapters layer."""
-    module_name, _, attr = reference.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
-__all__ = ["ConnectorException", "TwilioWhatsAppConnector"]
+__all__ = ["ConnectorException", "Plugs", "TwilioWhatsAppConnector"]

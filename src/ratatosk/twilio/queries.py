@@ -1,4 +1,5 @@
-"""Questions to Twilio that send nothing: where a message is, and whose account this is.
+"""Questions to Twilio that send nothing: where a message is, whose account this is,
+and how the connector is doing.
 
 Each answers a ``ConnectorResult`` with the documented code for its caller;
 the connector only gates and delegates.
@@ -8,21 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
-import attrs
-
 from ..domain.errors import MessagingErrorCodes
-from ..domain.result import ConnectorError, ConnectorResult, StatusUpdate
-from ..ports import (
-    AccountResource,
-    ApiError,
-    MessagingApi,
-    StatusEvent,
-    StatusTimeline,
-    StatusTracker,
-    TransportError,
+from ..domain.result import (
+    ConnectorError,
+    ConnectorResult,
+    ConnectorStatus,
+    HealthReport,
+    StatusUpdate,
 )
+from ..domain.schema import ChannelSchema
+from ..domain.status import ConnectorState
+from ..ports import AccountResource, ApiError, MessagingApi, StatusTimeline, TransportError
 from . import wire
 from .errors import TwilioErrorCodes, error
 from .provider_errors import annotate_status
@@ -73,27 +73,6 @@ async def message_status(
     return ConnectorResult.success(annotate_status(update))
 
 
-async def track(tracker: StatusTracker, update: StatusUpdate) -> StatusUpdate:
-    """``update`` merged into its message's timeline; its data says what that changed."""
-    event = StatusEvent(
-        status=str(update.data.get("twilio_status") or update.status.value),
-        error_code=update.error_code,
-        at=update.timestamp,
-    )
-    timeline = await tracker.apply(update.message_id, event)
-    current = timeline.current
-    return attrs.evolve(
-        update,
-        data={
-            **update.data,
-            "advanced": timeline.advanced,
-            "current_status": wire.map_status(current.status).value,
-            "current_twilio_status": current.status,
-            "reports": len(timeline.history),
-        },
-    )
-
-
 def tracked_status(timeline: StatusTimeline) -> StatusUpdate:
     """The status that counts of a tracked message, as ``get_message_status`` answers it."""
     current = timeline.current
@@ -131,8 +110,69 @@ async def account(api: MessagingApi) -> ConnectorResult[AccountResource]:
     return ConnectorResult.failure(api_failure(code, "account check failed", refusal))
 
 
-async def account_for_status(api: MessagingApi) -> AccountResource | ConnectorError:
-    """The account for ``get_status``; STATUS_ERROR when it cannot be read."""
+async def connector_status(
+    api: MessagingApi,
+    *,
+    state: ConnectorState,
+    schema: ChannelSchema,
+    account_sid: str | None,
+    uptime: Callable[[], dt.timedelta],
+) -> ConnectorResult[ConnectorStatus]:
+    """State, uptime and the account's own status. Code: STATUS_ERROR (the account could
+    not be read)."""
+    account = await _account_for_status(api)
+    if isinstance(account, ConnectorError):
+        return ConnectorResult.failure(account)
+    return ConnectorResult.success(
+        ConnectorStatus(
+            state=state,
+            channel=schema.channel,
+            uptime=uptime(),
+            data={
+                "account_sid": account_sid,
+                "account_status": account.status,
+                "account_name": account.friendly_name,
+                "schema_version": schema.version,
+            },
+        )
+    )
+
+
+async def health(
+    api: MessagingApi | None,
+    *,
+    state: ConnectorState,
+    channel: str,
+    last_error: ConnectorError | None,
+    now: Callable[[], dt.datetime],
+) -> ConnectorResult[HealthReport]:
+    """Healthy only when Ready (``api`` given) and Twilio answers an account fetch.
+
+    Never fails: an unhealthy connector is a successful report listing what is wrong.
+    """
+    issues: list[str] = []
+    started = now()
+    if api is None:
+        issues.append(f"connector is {state.value}")
+        if last_error is not None:
+            issues.append(f"{last_error.code}: {last_error.message}")
+    else:
+        result = await account(api)
+        if result.error is not None:
+            issues.append(f"{result.error.code}: {result.error.message}")
+    latency = (now() - started).total_seconds()
+    return ConnectorResult.success(
+        HealthReport(
+            healthy=not issues,
+            state=state,
+            checked_at=started,
+            issues=tuple(issues),
+            data={"latency_seconds": latency, "channel": channel},
+        )
+    )
+
+
+async def _account_for_status(api: MessagingApi) -> AccountResource | ConnectorError:
     answer = await _fetch_account(api)
     if isinstance(answer, AccountResource):
         return answer
