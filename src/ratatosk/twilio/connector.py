@@ -11,7 +11,6 @@ types, an operation before ``initialize``) raises.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -58,8 +57,6 @@ from .resilience import SendPolicy
 from .schema import settings_problem
 from .send import RetryHook, SendPipeline
 from .signature import TwilioSignatureValidator
-
-log = logging.getLogger("ratatosk.twilio")
 
 DEFAULT_BATCH_CONCURRENCY: Final = 50
 
