@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +237,31 @@ def test_serve_prints_each_verified_event_as_a_json_line(emulator_url: str) -> N
     assert len(events) == 1
     assert events[0]["from"] == "whatsapp:+15551234567"
     assert events[0]["content"] == {"type": "TextContent", "text": "Where is my order?"}
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``ratatosk ... | head``: the closed pipe stops the command, with no traceback."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("to,text\n" + "12,hello\n" * 5000, encoding="utf-8")  # far over a pipe's buffer
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")} | {
+        "TWILIO_ACCOUNT_SID": ACCOUNT,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "TWILIO_WHATSAPP_FROM": SENDER,
+        "TWILIO_API_BASE_URL": f"http://127.0.0.1:{_free_port()}",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ratatosk", "--json", "send-batch", str(rows), "--dry-run"],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    first = json.loads(process.stdout.readline())
+    process.stdout.close()  # what head does after its lines
+    with process.stderr:
+        errors = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert first["error"]["code"] == "INVALID_RECIPIENT"
+    assert "Traceback" not in errors
+    assert "BrokenPipeError" not in errors

@@ -223,6 +223,16 @@ async def _templates(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def _detach_stdout() -> None:
+    """Point stdout at the null device: the interpreter's last flush must not fail again
+    on the closed pipe (and print a traceback the user did not cause)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (embedded, tests)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
@@ -259,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(demo(out))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`ratatosk ... | head`): stop quietly
+        _detach_stdout()
+        return EXIT_FAILED
     except Exception as exc:  # never print a traceback that could carry settings
         text = f"{type(exc).__name__}: {str(exc)[:200]}"
         out.emit("crash", f"error: unexpected {text}", error=text)
