@@ -469,13 +469,24 @@ class RateLimiter(Protocol):
 # --- Send ledger port -------------------------------------------------------------------
 
 
+#: Seconds a ``SendLedger.begin`` holds an id unless told otherwise: far beyond the
+#: default policy's longest send (a 60 s deadline, a 15 s reconcile wait, two list calls).
+DEFAULT_SEND_LEASE = 600.0
+
+
 class LedgerState(enum.Enum):
     """What the ledger knows about a message id when a send begins."""
 
     NEW = "new"  #: never seen: this call sends it
-    IN_FLIGHT = "in_flight"  #: another call is sending it right now
+    IN_FLIGHT = "in_flight"  #: another call is sending it right now (its lease runs)
     DONE = "done"  #: sent (or left unknown) before: answer with that outcome
     CONFLICT = "conflict"  #: seen before with different content
+    #: another call held it and its lease ran out (its process died mid-send): this call
+    #: holds it now, and Twilio may have the message. One caller gets it, never two.
+    ABANDONED = "abandoned"
+    #: ``begin(reopen=True)`` found an outcome finished as unsettled: this call holds the
+    #: id again to look once more (``outcome`` is the unsettled one). One caller gets it.
+    REOPENED = "reopened"
 
 
 @attrs.frozen(kw_only=True)
@@ -483,11 +494,15 @@ class LedgerEntry:
     """The ledger's answer to ``begin``: the state and, when done, the stored outcome.
 
     ``outcome`` is plain JSON-able data (the connector writes and reads it),
-    so a shared store can keep it as text.
+    so a shared store can keep it as text. ``first_attempt`` is the ``at``
+    of the ``begin`` that first took the id (kept through takeovers and
+    outcomes), so a later look at Twilio knows from when to search; None
+    when that ``begin`` gave no time.
     """
 
     state: LedgerState
     outcome: Mapping[str, object] | None = None
+    first_attempt: dt.datetime | None = None
 
 
 @attrs.frozen
@@ -511,14 +526,41 @@ class SendLedger(Protocol):
       Sends are grouped in *lanes* (recipient and sender); the ledger knows
       which sends of a lane are still waiting for Twilio's answer, and which
       SIDs are already claimed, so two sends never report one SID.
+
+    A ``begin`` that takes an id holds it for a *lease* (the adapter's
+    ``lease``, longer than any send can take): a process that dies mid-send
+    leaves its id held only until the lease runs out, then the next ``begin``
+    takes it over as ABANDONED, atomically, so only one caller does.
     """
 
-    async def begin(self, message_id: str, fingerprint: str) -> LedgerEntry:
-        """Start sending ``message_id`` (NEW), or say why not (IN_FLIGHT, DONE, CONFLICT)."""
+    async def begin(
+        self,
+        message_id: str,
+        fingerprint: str,
+        *,
+        at: dt.datetime | None = None,
+        reopen: bool = False,
+    ) -> LedgerEntry:
+        """Take ``message_id`` to send it, or say why not.
+
+        NEW (never seen) and ABANDONED (the holder's lease ran out) mean this
+        call holds the id now, for a lease; IN_FLIGHT, DONE and CONFLICT that
+        it does not. ``at`` (the caller's time of day) is kept as the entry's
+        ``first_attempt`` when the id is new. ``reopen=True`` takes an outcome
+        finished with ``settled=False`` back as REOPENED instead of answering
+        DONE; a settled outcome is DONE either way.
+        """
         ...
 
-    async def finish(self, message_id: str, outcome: Mapping[str, object] | None) -> None:
-        """Store the outcome of a send; None forgets the id (nothing was sent, retry may)."""
+    async def finish(
+        self, message_id: str, outcome: Mapping[str, object] | None, *, settled: bool = True
+    ) -> None:
+        """Store the outcome of a send and release the hold; None forgets the id.
+
+        None: nothing was sent, a later send of the id may go. ``settled=False``:
+        the outcome is not the last word (Twilio may or may not have the
+        message), so ``begin(reopen=True)`` may take it back to look again.
+        """
         ...
 
     async def lane_enter(self, lane: str, send: str, key: str) -> None:
@@ -716,3 +758,125 @@ class MediaFetcher(Protocol):
     async def open_media(self, url: str, policy: MediaPolicy) -> OpenedMedia:
         """Open ``url`` under ``policy``; raises :class:`MediaFetchError` when refused or failed."""
         ...
+
+
+# --- Outbound queue port ----------------------------------------------------------------
+#
+# A durable queue of messages to send, drained by workers in other processes
+# (``ratatosk worker``). The queue holds each message as plain JSON-able data
+# (``twilio.wire.queued`` encodes and decodes it), so a shared store keeps it as
+# text and a worker on another machine rebuilds the same ``Message``.
+
+
+@attrs.frozen(kw_only=True)
+class QueuedSend:
+    """One entry as a consumer reads it: which message, and how often it was handed out.
+
+    ``deliveries`` counts the times a consumer was given the entry: 1 when
+    read new, one more at each reclaim. ``entry_id`` is the queue's own id,
+    what acknowledging names.
+    """
+
+    entry_id: str
+    message_id: str
+    payload: Mapping[str, object] = attrs.field(repr=False)
+    deliveries: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class DeadLetter:
+    """An entry taken out of the queue for good, and why (read back for an operator)."""
+
+    entry_id: str
+    message_id: str
+    payload: Mapping[str, object] = attrs.field(repr=False)
+    deliveries: int
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class QueueStats:
+    """How much work the queue holds now."""
+
+    waiting: int  #: added, not yet read by any consumer
+    pending: int  #: read by a consumer and not acknowledged (being sent, or left for a re-check)
+    dead: int  #: dead letters kept
+
+
+@runtime_checkable
+class OutboundQueue(Protocol):
+    """Messages waiting to be sent, handed to named consumers of one group, at least once.
+
+    An entry read by a consumer stays *pending* until acknowledged (by
+    :meth:`complete` or :meth:`dead_letter`, which also store the message's
+    final result). A pending entry its consumer stopped touching for
+    ``visibility_timeout`` seconds (the process died, or the worker left it
+    to be looked at again later) can be *reclaimed* by any consumer; each
+    hand-out counts as a delivery. A consumer keeps the entries it is still
+    working on with :meth:`extend`, and hands entries back at once with
+    :meth:`release`. Final results are kept by message id for a while (the
+    adapter's TTL), first result wins, so a submitter can ask for them.
+
+    Adapters raise :class:`StateStoreError` when their store cannot be asked.
+    """
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Seconds a pending entry may go untouched before another consumer may reclaim it."""
+        ...
+
+    async def add(self, items: Sequence[tuple[str, Mapping[str, object]]]) -> Sequence[str]:
+        """Append ``(message_id, payload)`` items, in order; their entry ids, in the same order."""
+        ...
+
+    async def read(self, consumer: str, *, count: int, block: float = 0.0) -> Sequence[QueuedSend]:
+        """Up to ``count`` entries no consumer has had yet, now ``consumer``'s (deliveries 1).
+
+        With none waiting, wait up to ``block`` seconds for some to be added.
+        """
+        ...
+
+    async def reclaim(self, consumer: str, *, count: int) -> Sequence[QueuedSend]:
+        """Up to ``count`` pending entries untouched for ``visibility_timeout``, now ``consumer``'s.
+
+        Each comes with its delivery counted (at least 2).
+        """
+        ...
+
+    async def extend(self, consumer: str, entry_ids: Sequence[str]) -> None:
+        """``consumer`` is still working on these: their untouched time starts again.
+
+        An entry another consumer has reclaimed meanwhile stays that consumer's.
+        """
+        ...
+
+    async def release(self, consumer: str, entry_ids: Sequence[str]) -> None:
+        """Hand ``consumer``'s pending entries back: any consumer may reclaim them now."""
+        ...
+
+    async def complete(self, entry: QueuedSend, result: Mapping[str, object]) -> bool:
+        """Store ``result`` as the message's final result and acknowledge the entry.
+
+        True when this was the message's first final result; a later one
+        (the same message id queued twice) leaves the first in place.
+        """
+        ...
+
+    async def dead_letter(
+        self, entry: QueuedSend, reason: str, result: Mapping[str, object]
+    ) -> bool:
+        """Move the entry to the dead letters with ``reason``, store ``result``, acknowledge it.
+
+        True when ``result`` was the message's first final result.
+        """
+        ...
+
+    async def result(self, message_id: str) -> Mapping[str, object] | None:
+        """The message's final result; None while it has none (or after the results' TTL)."""
+        ...
+
+    async def dead_letters(self, count: int = 100) -> Sequence[DeadLetter]:
+        """The oldest ``count`` dead letters kept."""
+        ...
+
+    async def stats(self) -> QueueStats: ...

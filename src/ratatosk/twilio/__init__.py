@@ -8,11 +8,13 @@ from .connector import TwilioWhatsAppConnector
 from .errors import PROVIDER_CODE_MAP, TwilioErrorCodes, map_provider_code
 from .resilience import RetryPolicy, SendPolicy
 from .schema import TwilioChannelSchemas
+from .send import Delivery
 from .signature import TwilioSignatureValidator, compute_signature
 from .twiml import TwiML
 
 __all__ = [
     "PROVIDER_CODE_MAP",
+    "Delivery",
     "RetryPolicy",
     "SendPolicy",
     "TwiML",

@@ -87,6 +87,7 @@ def send_pipeline(
     return SendPipeline(
         schema,
         SendConfig.from_settings(settings),
+        api=plugs.transport,
         create=create_stages(
             plugs.transport,
             policy,

@@ -55,7 +55,7 @@ from .assembly import Plugs
 from .errors import TwilioErrorCodes, error
 from .resilience import SendPolicy
 from .schema import settings_problem
-from .send import RetryHook, SendPipeline
+from .send import Delivery, RetryHook, SendPipeline
 from .signature import TwilioSignatureValidator
 
 DEFAULT_BATCH_CONCURRENCY: Final = 50
@@ -278,6 +278,40 @@ class TwilioWhatsAppConnector:
             return ConnectorResult.failure(refused)
         assert self._pipeline is not None
         return await self._pipeline.send(message)
+
+    async def recheck_message(
+        self, message: Message, *, delivery: Delivery
+    ) -> ConnectorResult[SendResult]:
+        """Settle a message whose send ended unknown, or whose sending process died.
+
+        By what the send ledger holds for ``message.id``:
+
+        * nothing: an ordinary send, as :meth:`send_message`;
+        * a SID: that result again (``replayed``); being sent by a live call:
+          SEND_IN_PROGRESS; other content under the id: MESSAGE_ID_REUSED;
+        * an unknown outcome (SEND_OUTCOME_UNKNOWN), or a holder whose lease
+          ran out (its process died mid-send): look at the recipient's messages
+          since the first attempt, by the reconcile's rules. Found: success,
+          ``data["rechecked"]`` and ``data["reconciled"]``. Absent:
+          ``Delivery.AT_MOST_ONCE`` answers MESSAGE_NOT_SENT and keeps that for
+          good; ``Delivery.AT_LEAST_ONCE`` sends it again through the whole
+          pipeline (``data["resent"]``), which duplicates a message Twilio
+          stored but did not list yet. Cannot tell (list unreadable, a rival
+          send's message could be it): SEND_OUTCOME_UNKNOWN again, to recheck later.
+
+        Call it once Twilio's message list has caught up (a minute after the
+        send): sooner, a stored message may look absent. The outcome is
+        recorded in the ledger like a send's. Codes: those of
+        :meth:`send_message`, and MESSAGE_NOT_SENT.
+        """
+        if not isinstance(delivery, Delivery):
+            raise TypeError("delivery must be a Delivery, e.g. Delivery.AT_LEAST_ONCE")
+        self._ready()
+        refused = self._refuse(Capability.SEND_MESSAGES)
+        if refused is not None:
+            return ConnectorResult.failure(refused)
+        assert self._pipeline is not None
+        return await self._pipeline.recheck(message, delivery)
 
     async def send_batch(
         self, messages: Iterable[Message], *, max_concurrency: int | None = None

@@ -41,6 +41,8 @@ class TwilioErrorCodes:
     INVALID_SIGNATURE: Final = "INVALID_SIGNATURE"
     SEND_IN_PROGRESS: Final = "SEND_IN_PROGRESS"
     MESSAGE_ID_REUSED: Final = "MESSAGE_ID_REUSED"
+    # ``recheck_message`` under at-most-once delivery: Twilio has no such message.
+    MESSAGE_NOT_SENT: Final = "MESSAGE_NOT_SENT"
     # Fetching inbound media (``fetch_media``):
     MEDIA_URL_NOT_ALLOWED: Final = "MEDIA_URL_NOT_ALLOWED"
     MEDIA_REDIRECT_NOT_ALLOWED: Final = "MEDIA_REDIRECT_NOT_ALLOWED"

@@ -8,25 +8,41 @@ long the process sends. Dropping early means a message id repeated after
 10,000 other sends were answered could miss a claim: a process that sends
 that much needs a bigger bound or a shared ledger, which keeps everything
 for ``ttl``.
+
+An id being sent is held for ``lease`` seconds: long enough for any send
+under the retry policy (its deadline, a reconcile, the list calls), so a
+live holder never loses it; a holder that vanished without finishing (a
+task killed without its cleanup) stops holding it when the lease runs out.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from ...ports import LaneMember, LedgerEntry, LedgerState
+from ...ports import DEFAULT_SEND_LEASE, LaneMember, LedgerEntry, LedgerState
 
-_IN_FLIGHT = "in_flight"
 _Entry = TypeVar("_Entry", bound=tuple[Any, ...])
+
+
+class _Id(NamedTuple):
+    """One message id: kept until ``expires``; held while ``held_until`` is set."""
+
+    expires: float
+    fingerprint: str
+    outcome: Mapping[str, object] | None
+    settled: bool
+    held_until: float | None  #: the holder's lease ends then (monotonic); None: not held
+    first_attempt: dt.datetime | None
 
 
 class InMemorySendLedger:
     """Message ids, lanes and SIDs in dicts; see :class:`ratatosk.ports.SendLedger`."""
 
-    __slots__ = ("_claims", "_ghost_ttl", "_ids", "_lanes", "_max", "_now", "_ttl")
+    __slots__ = ("_claims", "_ghost_ttl", "_ids", "_lanes", "_lease", "_max", "_now", "_ttl")
 
     def __init__(
         self,
@@ -35,14 +51,15 @@ class InMemorySendLedger:
         ttl: float = 24 * 3600.0,
         max_entries: int = 10_000,
         ghost_ttl: float = 300.0,
+        lease: float = DEFAULT_SEND_LEASE,
     ) -> None:
-        if ttl <= 0 or max_entries < 1:
-            raise ValueError("ttl must be positive and max_entries at least 1")
+        if ttl <= 0 or max_entries < 1 or lease <= 0:
+            raise ValueError("ttl and lease must be positive and max_entries at least 1")
         self._now = monotonic
         self._ttl = ttl
         self._max = max_entries
-        # message id -> (expires, fingerprint, outcome or _IN_FLIGHT)
-        self._ids: OrderedDict[str, tuple[float, str, Mapping[str, object] | str]] = OrderedDict()
+        self._lease = lease
+        self._ids: OrderedDict[str, _Id] = OrderedDict()
         # lane -> send -> (what it looks like and whether it is looking, kept until)
         self._lanes: dict[str, dict[str, tuple[LaneMember, float]]] = {}
         self._ghost_ttl = ghost_ttl
@@ -52,25 +69,58 @@ class InMemorySendLedger:
     def __repr__(self) -> str:
         return f"InMemorySendLedger(ids={len(self._ids)}, claimed={len(self._claims)})"
 
-    async def begin(self, message_id: str, fingerprint: str) -> LedgerEntry:
+    async def begin(
+        self,
+        message_id: str,
+        fingerprint: str,
+        *,
+        at: dt.datetime | None = None,
+        reopen: bool = False,
+    ) -> LedgerEntry:
         now = self._now()
         _expire(self._ids, now)
-        held = self._ids.get(message_id)
-        if held is not None:
-            _, known, outcome = held
-            if known != fingerprint:
-                return LedgerEntry(state=LedgerState.CONFLICT)
-            if isinstance(outcome, str):
-                return LedgerEntry(state=LedgerState.IN_FLIGHT)
-            return LedgerEntry(state=LedgerState.DONE, outcome=outcome)
-        self._ids[message_id] = (now + self._ttl, fingerprint, _IN_FLIGHT)
-        _bound(self._ids, self._max)
-        return LedgerEntry(state=LedgerState.NEW)
+        known = self._ids.get(message_id)
+        if known is None:
+            self._keep(
+                message_id, _Id(now + self._ttl, fingerprint, None, True, now + self._lease, at)
+            )
+            return LedgerEntry(state=LedgerState.NEW, first_attempt=at)
+        first = known.first_attempt
+        if known.fingerprint != fingerprint:
+            return LedgerEntry(state=LedgerState.CONFLICT)
+        if known.held_until is not None:
+            if known.held_until > now:
+                return LedgerEntry(state=LedgerState.IN_FLIGHT, first_attempt=first)
+            state = LedgerState.ABANDONED
+        elif reopen and not known.settled:
+            state = LedgerState.REOPENED
+        else:
+            return LedgerEntry(state=LedgerState.DONE, outcome=known.outcome, first_attempt=first)
+        self._keep(
+            message_id, known._replace(expires=now + self._ttl, held_until=now + self._lease)
+        )
+        return LedgerEntry(state=state, outcome=known.outcome, first_attempt=first)
 
-    async def finish(self, message_id: str, outcome: Mapping[str, object] | None) -> None:
-        held = self._ids.pop(message_id, None)
-        if held is not None and outcome is not None:
-            self._ids[message_id] = (self._now() + self._ttl, held[1], dict(outcome))
+    async def finish(
+        self, message_id: str, outcome: Mapping[str, object] | None, *, settled: bool = True
+    ) -> None:
+        known = self._ids.pop(message_id, None)
+        if known is not None and outcome is not None:
+            done = _Id(
+                self._now() + self._ttl,
+                known.fingerprint,
+                dict(outcome),
+                settled,
+                None,
+                known.first_attempt,
+            )
+            self._keep(message_id, done)
+
+    def _keep(self, message_id: str, entry: _Id) -> None:
+        """Store ``entry`` last: insertion order stays expiry order (one ttl for all)."""
+        self._ids.pop(message_id, None)
+        self._ids[message_id] = entry
+        _bound(self._ids, self._max)
 
     async def lane_enter(self, lane: str, send: str, key: str) -> None:
         self._lanes.setdefault(lane, {})[send] = (LaneMember(key), math.inf)

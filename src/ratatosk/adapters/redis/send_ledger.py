@@ -3,8 +3,10 @@
 Keys (after the prefix):
 
 * ``id:<message id>``: a hash, ``f`` the fingerprint, ``o`` the outcome as
-  JSON once done, ``w`` the token of the ``begin`` that holds it while in
-  flight; kept ``ttl`` seconds;
+  JSON once done and ``u`` = 1 when that outcome is unsettled, ``t`` the
+  first attempt's time (ISO 8601); while held, ``w`` the token of the
+  ``begin`` that holds it, ``l`` when its lease ends (server time, seconds)
+  and ``g`` the state that ``begin`` answered; kept ``ttl`` seconds;
 * ``lane:{<lane>}``: a hash, send -> JSON ``{"k": key, "r": reconciling,
   "x": expiry}``; a send in flight expires after ``member_ttl`` (its process
   died: it stops holding reconciles up), a send left unsettled stays as
@@ -17,6 +19,7 @@ never both get NEW for one id, and never both adopt one SID.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 from collections.abc import Mapping, Sequence
@@ -24,7 +27,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-from ...ports import LaneMember, LedgerEntry, LedgerState
+from ...ports import DEFAULT_SEND_LEASE, LaneMember, LedgerEntry, LedgerState
 from ._common import (
     DEFAULT_PREFIX,
     LUA_KEEP,
@@ -37,23 +40,38 @@ from ._common import (
     unavailable,
 )
 
-_BEGIN: Final = """
-local held = redis.call('HMGET', KEYS[1], 'f', 'o', 'w')
+_BEGIN: Final = (
+    LUA_NOW
+    + """
+local now = now_from(ARGV[5])
+local held = redis.call('HMGET', KEYS[1], 'f', 'o', 'w', 'l', 'g', 't', 'u')
+local lease = now + tonumber(ARGV[6]) / 1000
 if not held[1] then
-  redis.call('HSET', KEYS[1], 'f', ARGV[1], 'w', ARGV[3])
+  redis.call('HSET', KEYS[1], 'f', ARGV[1], 'w', ARGV[3], 'l', lease, 'g', 'new', 't', ARGV[4])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {'new'}
+  return {'new', false, ARGV[4]}
 end
 if held[1] ~= ARGV[1] then return {'conflict'} end
-if held[2] then return {'done', held[2]} end
-if held[3] == ARGV[3] then return {'new'} end  -- our own begin, sent again after a lost reply
-return {'in_flight'}
+if held[3] == ARGV[3] then return {held[5], held[2], held[6]} end  -- our own begin, sent again
+local grant
+if held[3] then
+  if tonumber(held[4]) > now then return {'in_flight', false, held[6]} end
+  grant = 'abandoned'
+elseif ARGV[7] == '1' and held[7] == '1' then
+  grant = 'reopened'
+else
+  return {'done', held[2], held[6]}
+end
+redis.call('HSET', KEYS[1], 'w', ARGV[3], 'l', lease, 'g', grant)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {grant, held[2], held[6]}
 """
+)
 
 _FINISH: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'o', ARGV[1])
-  redis.call('HDEL', KEYS[1], 'w')
+  redis.call('HSET', KEYS[1], 'o', ARGV[1], 'u', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'w', 'l', 'g')
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
@@ -132,7 +150,9 @@ class RedisSendLedger:
 
     ``ttl`` keeps finished ids and claimed SIDs (a day, as in memory);
     ``member_ttl`` must outlast any one send (its deadline plus a reconcile);
-    ``ghost_ttl`` is how long an unsettled send keeps others from adopting.
+    ``ghost_ttl`` is how long an unsettled send keeps others from adopting;
+    ``lease`` how long a ``begin`` holds an id (longer than any send takes,
+    so only a dead holder loses it).
     """
 
     __slots__ = (
@@ -144,6 +164,7 @@ class RedisSendLedger:
         "_lane_leave",
         "_lane_others",
         "_lane_reconciling",
+        "_lease",
         "_member_ttl",
         "_now",
         "_prefix",
@@ -159,15 +180,17 @@ class RedisSendLedger:
         ttl: float = 24 * 3600.0,
         member_ttl: float = 600.0,
         ghost_ttl: float = 300.0,
+        lease: float = DEFAULT_SEND_LEASE,
         now: Now = None,
     ) -> None:
-        if ttl <= 0 or member_ttl <= 0 or ghost_ttl <= 0:
-            raise ValueError("ttl, member_ttl and ghost_ttl must be positive")
+        if ttl <= 0 or member_ttl <= 0 or ghost_ttl <= 0 or lease <= 0:
+            raise ValueError("ttl, member_ttl, ghost_ttl and lease must be positive")
         self._redis = redis
         self._prefix = check_prefix(prefix)
         self._ttl = ttl
         self._member_ttl = member_ttl
         self._ghost_ttl = ghost_ttl
+        self._lease = lease
         self._now = now
         self._begin = redis.register_script(_BEGIN)
         self._finish = redis.register_script(_FINISH)
@@ -189,24 +212,43 @@ class RedisSendLedger:
     def _sid(self, sid: str) -> str:
         return f"{self._prefix}sid:{sid}"
 
-    async def begin(self, message_id: str, fingerprint: str) -> LedgerEntry:
+    async def begin(
+        self,
+        message_id: str,
+        fingerprint: str,
+        *,
+        at: dt.datetime | None = None,
+        reopen: bool = False,
+    ) -> LedgerEntry:
         owner = secrets.token_hex(8)
+        args: list[str | int] = [fingerprint, millis(self._ttl), owner]
+        args.append(at.isoformat() if at is not None else "")
+        args += [now_arg(self._now), millis(self._lease), "1" if reopen else "0"]
         with unavailable("look up a message id"):
-            answer = await self._begin(
-                keys=[self._id(message_id)], args=[fingerprint, millis(self._ttl), owner]
-            )
+            answer = await self._begin(keys=[self._id(message_id)], args=args)
         state = LedgerState(text(answer[0]))
-        if state is LedgerState.DONE:
-            return LedgerEntry(state=state, outcome=json.loads(text(answer[1])))
-        return LedgerEntry(state=state)
+        if state is LedgerState.CONFLICT:
+            return LedgerEntry(state=state)
+        outcome = json.loads(text(answer[1])) if answer[1] else None
+        first = text(answer[2]) if answer[2] else ""
+        return LedgerEntry(
+            state=state,
+            outcome=outcome,
+            first_attempt=dt.datetime.fromisoformat(first) if first else None,
+        )
 
-    async def finish(self, message_id: str, outcome: Mapping[str, object] | None) -> None:
+    async def finish(
+        self, message_id: str, outcome: Mapping[str, object] | None, *, settled: bool = True
+    ) -> None:
         with unavailable("store a send's outcome"):
             if outcome is None:
                 await self._redis.delete(self._id(message_id))
                 return
             kept = json.dumps(dict(outcome), separators=(",", ":"))
-            await self._finish(keys=[self._id(message_id)], args=[kept, millis(self._ttl)])
+            await self._finish(
+                keys=[self._id(message_id)],
+                args=[kept, millis(self._ttl), "0" if settled else "1"],
+            )
 
     async def lane_enter(self, lane: str, send: str, key: str) -> None:
         keep = millis(max(self._member_ttl, self._ghost_ttl))

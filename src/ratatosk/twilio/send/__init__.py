@@ -2,12 +2,14 @@
 
 from .guard import WindowGuard
 from .pipeline import SendPipeline, api_failure, create_stages
+from .recheck import Delivery
 from .retry import RetryHook
 from .stage import CreateStage, OutcomeUnknown, SendTrace
 from .templates import TemplateResolver
 
 __all__ = [
     "CreateStage",
+    "Delivery",
     "OutcomeUnknown",
     "RetryHook",
     "SendPipeline",

@@ -2,7 +2,9 @@
 
 ::
 
-    idempotency (ledger)  a message id already sent answers its first outcome
+    idempotency (ledger)  a message id already sent answers its first outcome; an id
+                          whose holder died, or (recheck) whose outcome stayed unknown,
+                          is looked at again (recheck)
     plan                  pure: every local refusal, before any I/O (outbound.plan_send)
     window guard          free-form outside the 24-hour window refused (optional)
     templates             a name becomes a Content SID (catalog, cache)
@@ -18,12 +20,11 @@ The create stages wrap one another (see ``stage.CreateStage``);
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
@@ -32,12 +33,12 @@ from ...domain.errors import MessagingErrorCodes
 from ...domain.message import Message
 from ...domain.result import ConnectorError, ConnectorResult, SendResult
 from ...domain.schema import ChannelSchema
-from ...domain.status import MessageStatus
 from ...ports import (
     SENT,
     ApiError,
     Clock,
     CreateMessageRequest,
+    LedgerEntry,
     LedgerState,
     MessageResource,
     MessagingApi,
@@ -49,14 +50,15 @@ from ...ports import (
     Telemetry,
     TransportError,
 )
-from .. import wire
 from ..errors import TwilioErrorCodes, error, map_provider_code
 from ..outbound import SendConfig, SendPlan, plan_send
 from ..provider_errors import guidance, provider_error
 from ..resilience import SendPolicy
 from .call import CallTwilio
 from .guard import WindowGuard
-from .reconcile import Reconcile
+from .recheck import Delivery, Recheck, Settled
+from .reconcile import Finder, Reconcile
+from .records import record_of, replay
 from .retry import Retry, RetryHook
 from .stage import (
     CreateStage,
@@ -67,12 +69,15 @@ from .stage import (
     match_key,
     notify,
     sender_of,
+    sent_result,
 )
 from .templates import TemplateResolver
 from .throttle import Throttle
 
 log = logging.getLogger("ratatosk.twilio")
 
+#: What ``begin`` answers when this call holds the id.
+_HELD: Final = frozenset({LedgerState.NEW, LedgerState.ABANDONED, LedgerState.REOPENED})
 #: Properties that belong to the free-form message, not to the template sent instead.
 _FREE_FORM_ONLY: Final = frozenset({"caption", "FallbackTemplate"})
 
@@ -96,7 +101,8 @@ def create_stages(
 
 
 class SendPipeline:
-    """Sends one message through the stages; what ``send_message`` delegates to.
+    """Sends one message through the stages; what ``send_message`` and
+    ``recheck_message`` delegate to.
 
     ``telemetry`` watches each send (start, retries, reconciles, end). Whether
     there is any is decided once, here: without it ``send`` is the bare send,
@@ -108,6 +114,7 @@ class SendPipeline:
         schema: ChannelSchema,
         config: SendConfig,
         *,
+        api: MessagingApi,
         create: CreateStage,
         templates: TemplateResolver,
         ledger: SendLedger,
@@ -125,12 +132,21 @@ class SendPipeline:
         self._deadline = deadline
         self._guard = guard
         self._telemetry = telemetry
+        self._recheck = Recheck(Finder(api, ledger, clock), ledger, clock, deadline)
         #: Sends one message: the bare send, or the send watched by ``telemetry``.
         self.send: Callable[[Message], Awaitable[ConnectorResult[SendResult]]] = (
             self._send if telemetry is None else self._send_observed
         )
 
-    async def _send_observed(self, message: Message) -> ConnectorResult[SendResult]:
+    async def recheck(self, message: Message, delivery: Delivery) -> ConnectorResult[SendResult]:
+        """Send ``message``, or look again at an unknown or abandoned one (see ``recheck``)."""
+        if self._telemetry is None:
+            return await self._send(message, None, delivery)
+        return await self._send_observed(message, delivery)
+
+    async def _send_observed(
+        self, message: Message, delivery: Delivery | None = None
+    ) -> ConnectorResult[SendResult]:
         """The send, told to telemetry: started, then ended with its outcome (or interruption)."""
         assert self._telemetry is not None
         started = self._clock.monotonic()
@@ -139,9 +155,9 @@ class SendPipeline:
             observation = self._telemetry.send_started(message_id)
         except Exception:
             log.exception("telemetry raised; the send goes on unwatched")
-            return await self._send(message)
+            return await self._send(message, None, delivery)
         try:
-            result = await self._send(message, observation)
+            result = await self._send(message, observation, delivery)
         except BaseException as exc:
             outcome = "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "UNEXPECTED_ERROR"
             end = SendEnd(
@@ -156,38 +172,93 @@ class SendPipeline:
         return result
 
     async def _send(
-        self, message: Message, observation: SendObservation | None = None
+        self,
+        message: Message,
+        observation: SendObservation | None = None,
+        delivery: Delivery | None = None,
     ) -> ConnectorResult[SendResult]:
+        """Take the id in the ledger, then send it, or settle it when Twilio may have it.
+
+        ``delivery`` None: ``send_message``; a :class:`Delivery`: ``recheck_message``,
+        which also takes back an id whose outcome was left unsettled.
+        """
         plan = plan_send(self._schema, self._config, message)
         if isinstance(plan, ConnectorError):
             return ConnectorResult.failure(plan)
         try:
-            entry = await self._ledger.begin(message.id, _fingerprint(plan))
+            entry = await self._ledger.begin(
+                message.id, _fingerprint(plan), at=self._clock.now(), reopen=delivery is not None
+            )
         except StateStoreError as exc:
             return ConnectorResult.failure(_store_unavailable(message.id, exc))
-        if entry.outcome is not None:
-            return _replay(message.id, entry.outcome)
-        if entry.state is not LedgerState.NEW:
+        if entry.state is LedgerState.DONE and entry.outcome is not None:
+            return replay(message.id, entry.outcome)
+        if entry.state not in _HELD:
             return ConnectorResult.failure(_busy(message.id, entry.state))
-        traces: list[SendTrace] = []  # filled by _send_planned once it asks Twilio
-        outcome: Mapping[str, object] | None = None
+        # This call holds the id now. Kept if it stops before deciding: nothing for a
+        # new id (nothing was sent), the id still unsettled for one Twilio may have.
+        kept = (
+            None
+            if entry.state is LedgerState.NEW
+            else self._recheck.undecided(
+                message.id, entry, "the recheck stopped before it could tell"
+            )
+        )
+        outcome, settled = (None, True) if kept is None else (kept.outcome, False)
+        traces: list[SendTrace] = []  # filled once Twilio is asked to create the message
         try:
-            result = await self._send_planned(message, plan, traces, observation)
-            outcome = _outcome_of(result)
+            if entry.state is LedgerState.NEW:
+                result = await self._send_planned(message, plan, traces, observation)
+                outcome, settled = record_of(result)
+            else:
+                done = await self._settle_held(
+                    message, plan, entry, delivery, traces=traces, observation=observation
+                )
+                result, outcome, settled = done.result, done.outcome, done.settled
         except StateStoreError as exc:  # raised only before Twilio was asked (see below)
             result = ConnectorResult.failure(_store_unavailable(message.id, exc))
         except BaseException:
-            if traces and traces[0].attempts:  # cancelled mid-create: Twilio may have it
-                outcome = {"error": _cancelled(message.id).to_dict()}
+            if any(t.attempts for t in traces):  # cancelled mid-create: Twilio may have it
+                outcome, settled = {"error": _cancelled(message.id).to_dict()}, False
             raise
         finally:
-            await self._finish(message.id, outcome)
+            await self._finish(message.id, outcome, settled)
         return result
 
-    async def _finish(self, message_id: str, outcome: Mapping[str, object] | None) -> None:
-        """Record the outcome; a store that fails now leaves the id in flight, never resent."""
+    async def _settle_held(
+        self,
+        message: Message,
+        plan: SendPlan,
+        entry: LedgerEntry,
+        delivery: Delivery | None,
+        *,
+        traces: list[SendTrace],
+        observation: SendObservation | None,
+    ) -> Settled:
+        """An id Twilio may have (its holder died, or its outcome stayed unknown): look again."""
+        prepared = await self._prepare(message, plan)
+        if isinstance(prepared, ConnectorError):
+            return self._recheck.undecided(
+                message.id, entry, f"{prepared.code}: {prepared.message}"
+            )
+        request, fallback = prepared
+
+        async def resend() -> ConnectorResult[SendResult]:
+            return await self._ask_twilio(message, request, fallback, traces, observation)
+
+        return await self._recheck.settle(
+            message.id, request, entry, delivery, resend=resend, observation=observation
+        )
+
+    async def _finish(
+        self, message_id: str, outcome: Mapping[str, object] | None, settled: bool
+    ) -> None:
+        """Record the outcome; a store that fails now leaves the id held, never resent.
+
+        Held until its lease runs out; then a later send finds it ABANDONED and looks again.
+        """
         try:
-            await self._ledger.finish(message_id, outcome)
+            await self._ledger.finish(message_id, outcome, settled=settled)
         except StateStoreError as exc:
             log.error("the outcome of message %s could not be recorded: %s", message_id, exc)
 
@@ -224,20 +295,44 @@ class SendPipeline:
         traces: list[SendTrace],
         observation: SendObservation | None,
     ) -> ConnectorResult[SendResult]:
+        prepared = await self._prepare(message, plan)
+        if isinstance(prepared, ConnectorError):
+            return ConnectorResult.failure(prepared)
+        request, fallback = prepared
+        return await self._ask_twilio(message, request, fallback, traces, observation)
+
+    async def _prepare(
+        self, message: Message, plan: SendPlan
+    ) -> tuple[CreateMessageRequest, tuple[str, str] | None] | ConnectorError:
+        """The request Twilio is sent (window guard, template names resolved), or the refusal.
+
+        Also the ``(template, refusal code)`` when the window guard made it a fallback.
+        """
         fallback: tuple[str, str] | None = None
         if self._guard is not None:
             closed = await self._guard.check(plan)
             if closed is not None:
                 replanned = self._fall_back(message, closed)
                 if isinstance(replanned, ConnectorError):
-                    return ConnectorResult.failure(replanned)
+                    return replanned
                 fallback = (_template_of(message), closed.code)
                 plan = replanned
         request = await self._templates.resolve(plan)
         if isinstance(request, ConnectorError):
             if fallback is not None:
                 request = request.with_details(fallback_template=fallback[0])
-            return ConnectorResult.failure(request)
+            return request
+        return request, fallback
+
+    async def _ask_twilio(
+        self,
+        message: Message,
+        request: CreateMessageRequest,
+        fallback: tuple[str, str] | None,
+        traces: list[SendTrace],
+        observation: SendObservation | None,
+    ) -> ConnectorResult[SendResult]:
+        """Ask Twilio to create the message, through the create stages, in its lane."""
         trace = SendTrace(
             send=message.id,
             lane=lane_of(request),
@@ -275,7 +370,9 @@ class SendPipeline:
             except StateStoreError as exc:  # its lane entry lapses on the store by itself
                 log.error("message %s could not leave its lane: %s", message.id, exc)
         if isinstance(answer, MessageResource):
-            return ConnectorResult.success(self._result(message, answer, trace))
+            return ConnectorResult.success(
+                sent_result(message.id, answer, trace, self._clock.now())
+            )
         failure = _failure(answer, trace, request)
         return ConnectorResult.failure(failure.with_details(message_id=message.id))
 
@@ -304,27 +401,6 @@ class SendPipeline:
             return replanned.with_details(fallback_template=template.template_id)
         log.info("message %s: window closed, sending its fallback template", message.id)
         return replanned
-
-    def _result(self, message: Message, resource: MessageResource, trace: SendTrace) -> SendResult:
-        data: dict[str, Any] = {
-            "twilio_status": resource.status,
-            "to": resource.to,
-            "from": resource.from_,
-            "channel": "whatsapp",
-            "num_segments": resource.num_segments,
-            "num_media": resource.num_media,
-            "price": resource.price,
-            "price_unit": resource.price_unit,
-            "messaging_service_sid": resource.messaging_service_sid,
-            **trace.report(),
-        }
-        return SendResult(
-            message_id=message.id,
-            provider_message_id=resource.sid,
-            status=wire.map_status(resource.status),
-            timestamp=resource.date_created or self._clock.now(),
-            data={k: v for k, v in data.items() if v is not None},
-        )
 
 
 def _end_of(message: Message, result: ConnectorResult[SendResult], duration: float) -> SendEnd:
@@ -429,49 +505,6 @@ def api_failure(code: str, what: str, answer: ApiError) -> ConnectorError:
         more_info=answer.more_info,
         retry_after=answer.retry_after,
         **guidance(answer.code),
-    )
-
-
-def _outcome_of(result: ConnectorResult[SendResult]) -> Mapping[str, object] | None:
-    """What the ledger keeps for a message id: None when Twilio certainly has nothing."""
-    if result.value is not None:
-        sent = result.value
-        return {
-            "sid": sent.provider_message_id,
-            "status": sent.status.value,
-            "timestamp": sent.timestamp.isoformat(),
-            "data": dict(sent.data),
-        }
-    failure = result.error
-    assert failure is not None
-    maybe_sent = failure.code == TwilioErrorCodes.SEND_OUTCOME_UNKNOWN or (
-        failure.code == TwilioErrorCodes.SEND_WHATSAPP_MESSAGE_FAILED
-        and failure.details.get("maybe_delivered") is True
-    )
-    return {"error": failure.to_dict()} if maybe_sent else None
-
-
-def _replay(message_id: str, outcome: Mapping[str, Any]) -> ConnectorResult[SendResult]:
-    """The first send's outcome, again: the second call of one message id sends nothing."""
-    if "error" in outcome:
-        first: Mapping[str, Any] = outcome["error"]
-        return ConnectorResult.failure(
-            ConnectorError(
-                code=first["code"],
-                message=first["message"],
-                domain=first["domain"],
-                provider_code=first["provider_code"],
-                details={**first["details"], "replayed": True},
-            )
-        )
-    return ConnectorResult.success(
-        SendResult(
-            message_id=message_id,
-            provider_message_id=outcome["sid"],
-            status=MessageStatus(outcome["status"]),
-            timestamp=dt.datetime.fromisoformat(outcome["timestamp"]),
-            data={**outcome["data"], "replayed": True},
-        )
     )
 
 

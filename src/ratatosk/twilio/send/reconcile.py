@@ -25,6 +25,8 @@ import datetime as dt
 import logging
 from typing import Final
 
+import attrs
+
 from ...ports import (
     ApiError,
     Clock,
@@ -50,6 +52,99 @@ POLL_SECONDS: Final = 0.05
 MAX_WAIT_SECONDS: Final = 15.0
 
 
+@attrs.frozen
+class Looked:
+    """What a look at the recipient's messages saw.
+
+    ``found``: the message, now claimed by the send. ``absent``: the list
+    was read and nothing unclaimed matched, with no rival to wait for: the
+    only answer on which a recheck may act (see ``recheck``); every other
+    miss means the look could not tell (``why`` says why).
+    """
+
+    found: MessageResource | None
+    why: str
+    absent: bool = False
+
+
+class Finder:
+    """Looks for the message a send may have created, by the rules above (adr/0016)."""
+
+    def __init__(self, api: MessagingApi, ledger: SendLedger, clock: Clock) -> None:
+        self._api = api
+        self._ledger = ledger
+        self._clock = clock
+
+    async def look(
+        self, request: CreateMessageRequest, trace: SendTrace, *, own_claims: bool = False
+    ) -> Looked:
+        """Found (and claimed), absent, or cannot tell.
+
+        ``own_claims``: a SID the ledger already gives to this very send is
+        its message (Twilio answered it before the send's process stopped);
+        without it, any claimed SID is skipped, as a reconcile mid-send must.
+        """
+        give_up = min(trace.deadline, self._clock.monotonic() + MAX_WAIT_SECONDS)
+        while True:
+            if await self._rivals_waiting(trace):
+                if self._clock.monotonic() >= give_up:
+                    return Looked(None, "another send to the same recipient was never answered")
+                await self._clock.sleep(POLL_SECONDS)
+                continue
+            listed = await self._candidates(request, trace, own_claims)
+            if isinstance(listed, MessageResource):
+                return Looked(listed, "found: claimed by this send already")
+            if listed is None:
+                return Looked(None, "Twilio's message list could not be read")
+            # Read the lane again: a rival that entered while we listed may own a candidate.
+            if await self._rivals_waiting(trace):
+                continue
+            if not listed:
+                return Looked(None, "not found among the recipient's recent messages", absent=True)
+            if await self._rivals_looking(trace):
+                return Looked(None, "another lost send to the same recipient could have created it")
+            for found in listed:
+                if await self._ledger.claim_sid(found.sid, trace.send, adopted=True) is None:
+                    return Looked(found, "found")
+            # Every candidate was claimed meanwhile by a send that got its answer: look again.
+
+    async def _rivals(self, trace: SendTrace) -> list[LaneMember]:
+        others = await self._ledger.lane_others(trace.lane, trace.send)
+        return [m for m in others.values() if confusable(trace.key, m.key)]
+
+    async def _rivals_waiting(self, trace: SendTrace) -> bool:
+        return any(not m.reconciling for m in await self._rivals(trace))
+
+    async def _rivals_looking(self, trace: SendTrace) -> bool:
+        return any(m.reconciling for m in await self._rivals(trace))
+
+    async def _candidates(
+        self, request: CreateMessageRequest, trace: SendTrace, own_claims: bool
+    ) -> list[MessageResource] | MessageResource | None:
+        """Unclaimed matches, oldest first; this send's own claimed match; None: unreadable."""
+        query = MessageQuery(
+            to=request.to,
+            from_=request.from_,
+            date_sent_after=(trace.started - dt.timedelta(days=1)).date(),
+            page_size=PAGE_SIZE,
+        )
+        for _ in range(2):
+            try:
+                page = await self._api.list_messages(query)
+            except TransportError:
+                continue
+            if isinstance(page, ApiError):
+                return None
+            matches = sent_matches(request, page.messages, not_before=trace.started)
+            claimed = await self._ledger.claimed([m.sid for m in matches])
+            if own_claims:
+                for mine in (m for m in matches if m.sid in claimed):
+                    if await self._ledger.claim_sid(mine.sid, trace.send, adopted=True) is None:
+                        return mine
+            return [m for m in matches if m.sid not in claimed]
+        return None
+
+
 class Reconcile:
     """Turns an ambiguous failure into the created message, a safe retry, or an unknown outcome.
 
@@ -63,9 +158,8 @@ class Reconcile:
         self, inner: CreateStage, api: MessagingApi, ledger: SendLedger, clock: Clock
     ) -> None:
         self._inner = inner
-        self._api = api
         self._ledger = ledger
-        self._clock = clock
+        self._finder = Finder(api, ledger, clock)
 
     async def create(
         self, request: CreateMessageRequest, trace: SendTrace
@@ -88,7 +182,7 @@ class Reconcile:
         try:
             await self._ledger.lane_reconciling(trace.lane, trace.send)
             try:
-                found, why = await self._look(request, trace)
+                looked = await self._finder.look(request, trace)
             finally:
                 # Back among the senders of the lane: a retry may follow (after a 503).
                 await self._ledger.lane_enter(trace.lane, trace.send, trace.key)
@@ -96,6 +190,7 @@ class Reconcile:
             if trace.observation is not None:
                 notify(trace.observation.reconciled, None, f"the send ledger failed: {exc}")
             raise OutcomeUnknown(failure, f"{describe(failure)}; {exc}") from exc
+        found, why = looked.found, looked.why
         if trace.observation is not None:
             notify(trace.observation.reconciled, found.sid if found is not None else None, why)
         if found is not None:
@@ -105,59 +200,3 @@ class Reconcile:
         if isinstance(failure, ApiError) and failure.status not in AMBIGUOUS_STATUSES:
             return failure  # a 503 with nothing created: the retry stage may resend
         raise OutcomeUnknown(failure, f"{describe(failure)}; {why}")
-
-    async def _look(
-        self, request: CreateMessageRequest, trace: SendTrace
-    ) -> tuple[MessageResource | None, str]:
-        give_up = min(trace.deadline, self._clock.monotonic() + MAX_WAIT_SECONDS)
-        while True:
-            if await self._rivals_waiting(trace):
-                if self._clock.monotonic() >= give_up:
-                    return None, "another send to the same recipient was never answered"
-                await self._clock.sleep(POLL_SECONDS)
-                continue
-            candidates = await self._candidates(request, trace.started)
-            if candidates is None:
-                return None, "Twilio's message list could not be read"
-            # Read the lane again: a rival that entered while we listed may own a candidate.
-            if await self._rivals_waiting(trace):
-                continue
-            if not candidates:
-                return None, "not found among the recipient's recent messages"
-            if await self._rivals_looking(trace):
-                return None, "another lost send to the same recipient could have created it"
-            for found in candidates:
-                if await self._ledger.claim_sid(found.sid, trace.send, adopted=True) is None:
-                    return found, "found"
-            # Every candidate was claimed meanwhile by a send that got its answer: look again.
-
-    async def _rivals(self, trace: SendTrace) -> list[LaneMember]:
-        others = await self._ledger.lane_others(trace.lane, trace.send)
-        return [m for m in others.values() if confusable(trace.key, m.key)]
-
-    async def _rivals_waiting(self, trace: SendTrace) -> bool:
-        return any(not m.reconciling for m in await self._rivals(trace))
-
-    async def _rivals_looking(self, trace: SendTrace) -> bool:
-        return any(m.reconciling for m in await self._rivals(trace))
-
-    async def _candidates(
-        self, request: CreateMessageRequest, started: dt.datetime
-    ) -> list[MessageResource] | None:
-        """Unclaimed messages that match ``request``, oldest first; None when unreadable."""
-        query = MessageQuery(
-            to=request.to,
-            from_=request.from_,
-            date_sent_after=(started - dt.timedelta(days=1)).date(),
-            page_size=PAGE_SIZE,
-        )
-        for _ in range(2):
-            try:
-                page = await self._api.list_messages(query)
-            except TransportError:
-                continue
-            if isinstance(page, ApiError):
-                return None
-            claimed = await self._ledger.claimed([m.sid for m in page.messages])
-            return sent_matches(request, page.messages, not_before=started, claimed=claimed)
-        return None

@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, Protocol
 
 import attrs
 
+from ...domain.result import SendResult
 from ...ports import (
     ApiError,
     CreateMessageRequest,
@@ -24,6 +25,7 @@ from ...ports import (
     SendObservation,
     TransportError,
 )
+from .. import wire
 
 P = ParamSpec("P")
 log = logging.getLogger("ratatosk.twilio")
@@ -82,6 +84,31 @@ class CreateStage(Protocol):
     async def create(
         self, request: CreateMessageRequest, trace: SendTrace
     ) -> MessageResource | ApiError: ...
+
+
+def sent_result(
+    message_id: str, resource: MessageResource, trace: SendTrace, now: dt.datetime
+) -> SendResult:
+    """The success of a send: Twilio's resource and what the send took (``trace``)."""
+    data: dict[str, Any] = {
+        "twilio_status": resource.status,
+        "to": resource.to,
+        "from": resource.from_,
+        "channel": "whatsapp",
+        "num_segments": resource.num_segments,
+        "num_media": resource.num_media,
+        "price": resource.price,
+        "price_unit": resource.price_unit,
+        "messaging_service_sid": resource.messaging_service_sid,
+        **trace.report(),
+    }
+    return SendResult(
+        message_id=message_id,
+        provider_message_id=resource.sid,
+        status=wire.map_status(resource.status),
+        timestamp=resource.date_created or now,
+        data={k: v for k, v in data.items() if v is not None},
+    )
 
 
 def sender_of(request: CreateMessageRequest) -> str:
