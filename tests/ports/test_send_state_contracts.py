@@ -11,6 +11,7 @@ adapters run on the suite's real redis-server, their time given by a
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -76,9 +77,13 @@ LIMITER_ADAPTERS = {
     ),
 }
 LEDGER_ADAPTERS = {
-    "in-memory": _in_memory(lambda clock, ttl=3600.0: InMemorySendLedger(clock, ttl=ttl)),
+    "in-memory": _in_memory(
+        lambda clock, ttl=3600.0, lease=600.0: InMemorySendLedger(clock, ttl=ttl, lease=lease)
+    ),
     "redis": _redis(
-        lambda m, ttl=3600.0: RedisSendLedger(m.client, prefix=m.prefix, ttl=ttl, now=m)
+        lambda m, ttl=3600.0, lease=600.0: RedisSendLedger(
+            m.client, prefix=m.prefix, ttl=ttl, lease=lease, now=m
+        )
     ),
 }
 CACHE_ADAPTERS = {
@@ -189,6 +194,126 @@ class TestSendLedgerIdempotency:
         ledger: SendLedger = ledger_subject.make()
         states = await asyncio.gather(*(ledger.begin("m1", "f") for _ in range(10)))
         assert [s.state for s in states].count(LedgerState.NEW) == 1
+
+
+T0 = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+LOST = {"error": {"code": "SEND_OUTCOME_UNKNOWN"}}
+
+
+class TestSendLedgerLeases:
+    """A holder that died stops holding its id when its lease runs out; one caller takes over."""
+
+    async def test_a_held_id_is_in_flight_until_the_lease_runs_out(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make(lease=30.0)
+        assert (await ledger.begin("m1", "f", at=T0)).state is LedgerState.NEW
+        await ledger_subject.advance(29.0)
+        assert (await ledger.begin("m1", "f")).state is LedgerState.IN_FLIGHT
+        await ledger_subject.advance(2.0)
+        taken = await ledger.begin("m1", "f", at=T0 + dt.timedelta(minutes=5))
+        assert taken.state is LedgerState.ABANDONED
+        assert taken.first_attempt == T0  # the first attempt's, not the taker's
+        assert taken.outcome is None
+        # The taker holds it for a lease of its own.
+        assert (await ledger.begin("m1", "f")).state is LedgerState.IN_FLIGHT
+
+    async def test_only_one_of_many_racing_callers_takes_an_abandoned_id(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make(lease=30.0)
+        await ledger.begin("m1", "f", at=T0)
+        await ledger_subject.advance(31.0)
+        states = await asyncio.gather(*(ledger.begin("m1", "f") for _ in range(10)))
+        assert sorted(s.state.value for s in states) == ["abandoned"] + ["in_flight"] * 9
+
+    async def test_an_abandoned_id_with_other_content_is_still_a_conflict(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make(lease=30.0)
+        await ledger.begin("m1", "f")
+        await ledger_subject.advance(31.0)
+        assert (await ledger.begin("m1", "g")).state is LedgerState.CONFLICT
+        assert (await ledger.begin("m1", "f")).state is LedgerState.ABANDONED
+
+    async def test_a_finished_id_is_never_abandoned(self, ledger_subject: Subject) -> None:
+        ledger: SendLedger = ledger_subject.make(lease=30.0)
+        await ledger.begin("m1", "f", at=T0)
+        await ledger.finish("m1", {"sid": "SM1"})
+        await ledger_subject.advance(60.0)
+        done = await ledger.begin("m1", "f", reopen=True)
+        assert done.state is LedgerState.DONE
+        assert done.outcome == {"sid": "SM1"}
+        assert done.first_attempt == T0
+
+    async def test_the_taker_finishes_what_the_dead_holder_began(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make(lease=30.0)
+        await ledger.begin("m1", "f", at=T0)
+        await ledger_subject.advance(31.0)
+        await ledger.begin("m1", "f")
+        await ledger.finish("m1", {"sid": "SM1"})
+        again = await ledger.begin("m1", "f")
+        assert (again.state, again.outcome, again.first_attempt) == (
+            LedgerState.DONE,
+            {"sid": "SM1"},
+            T0,
+        )
+
+
+class TestSendLedgerUnsettledOutcomes:
+    """An outcome that may hide a message answers repeats, and a recheck may take it back."""
+
+    async def test_an_unsettled_outcome_answers_a_plain_begin_and_reopens_for_a_recheck(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        await ledger.begin("m1", "f", at=T0)
+        await ledger.finish("m1", LOST, settled=False)
+        plain = await ledger.begin("m1", "f")
+        assert (plain.state, plain.outcome) == (LedgerState.DONE, LOST)
+        reopened = await ledger.begin("m1", "f", reopen=True)
+        assert (reopened.state, reopened.outcome) == (LedgerState.REOPENED, LOST)
+        assert reopened.first_attempt == T0
+        assert (await ledger.begin("m1", "f", reopen=True)).state is LedgerState.IN_FLIGHT
+        await ledger.finish("m1", {"sid": "SM1"})
+        settled = await ledger.begin("m1", "f", reopen=True)
+        assert (settled.state, settled.outcome) == (LedgerState.DONE, {"sid": "SM1"})
+
+    async def test_only_one_of_many_racing_rechecks_reopens(self, ledger_subject: Subject) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        await ledger.begin("m1", "f")
+        await ledger.finish("m1", LOST, settled=False)
+        states = await asyncio.gather(*(ledger.begin("m1", "f", reopen=True) for _ in range(10)))
+        assert sorted(s.state.value for s in states) == ["in_flight"] * 9 + ["reopened"]
+
+    async def test_a_reopened_id_whose_rechecker_died_is_abandoned_with_its_outcome(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make(lease=30.0)
+        await ledger.begin("m1", "f", at=T0)
+        await ledger.finish("m1", LOST, settled=False)
+        await ledger.begin("m1", "f", reopen=True)
+        await ledger_subject.advance(31.0)
+        taken = await ledger.begin("m1", "f")
+        assert (taken.state, taken.outcome, taken.first_attempt) == (
+            LedgerState.ABANDONED,
+            LOST,
+            T0,
+        )
+
+    async def test_forgetting_a_reopened_id_lets_it_begin_anew(
+        self, ledger_subject: Subject
+    ) -> None:
+        ledger: SendLedger = ledger_subject.make()
+        await ledger.begin("m1", "f", at=T0)
+        await ledger.finish("m1", LOST, settled=False)
+        await ledger.begin("m1", "f", reopen=True)
+        await ledger.finish("m1", None)
+        later = T0 + dt.timedelta(hours=1)
+        fresh = await ledger.begin("m1", "f", at=later)
+        assert (fresh.state, fresh.first_attempt) == (LedgerState.NEW, later)
 
 
 class TestSendLedgerLanesAndClaims:
