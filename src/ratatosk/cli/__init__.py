@@ -100,6 +100,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="share state with other processes through Redis (default: REDIS_URL; else in memory)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes on one port (Linux SO_REUSEPORT), restarted when one dies; "
+        "use --redis so they share deduplication and windows",
+    )
+    serve.add_argument("--worker-fds", help=argparse.SUPPRESS)  # set by the supervisor
 
     emulator = commands.add_parser("emulator", help="run a local Twilio emulator")
     emulator.add_argument("--host", default="127.0.0.1")
