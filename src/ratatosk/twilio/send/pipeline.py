@@ -20,7 +20,6 @@ The create stages wrap one another (see ``stage.CreateStage``);
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -58,7 +57,7 @@ from .call import CallTwilio
 from .guard import WindowGuard
 from .recheck import Delivery, Recheck, Settled
 from .reconcile import Finder, Reconcile
-from .records import record_of, replay
+from .records import fingerprint, record_of, replay
 from .retry import Retry, RetryHook
 from .stage import (
     CreateStage,
@@ -187,7 +186,7 @@ class SendPipeline:
             return ConnectorResult.failure(plan)
         try:
             entry = await self._ledger.begin(
-                message.id, _fingerprint(plan), at=self._clock.now(), reopen=delivery is not None
+                message.id, fingerprint(plan), at=self._clock.now(), reopen=delivery is not None
             )
         except StateStoreError as exc:
             return ConnectorResult.failure(_store_unavailable(message.id, exc))
@@ -440,27 +439,6 @@ def _recipient_of(message: Message) -> str | None:
 def _template_of(message: Message) -> str:
     template = message.properties.get("FallbackTemplate")
     return template.template_id if isinstance(template, TemplateContent) else ""
-
-
-def _fingerprint(plan: SendPlan) -> str:
-    """What makes two sends of one message id 'the same message'."""
-    r, template = plan.request, plan.template
-    fields = (
-        r.to,
-        r.from_,
-        r.messaging_service_sid,
-        r.body,
-        r.media_urls,
-        r.persistent_action,
-        r.content_sid,
-        r.content_variables,
-        r.status_callback,
-        r.validity_period,
-        template.template_id if template is not None else None,
-        template.language if template is not None else None,
-    )
-    text = "\x1f".join(map(str, fields))
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _failure(

@@ -14,12 +14,35 @@ One place for the rule, because two paths write it (a send, a recheck):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from ...domain.result import ConnectorError, ConnectorResult, SendResult
 from ...domain.status import MessageStatus
 from ..errors import TwilioErrorCodes
+from ..outbound import SendPlan
+
+
+def fingerprint(plan: SendPlan) -> str:
+    """What makes two sends of one message id 'the same message' (``SendLedger.begin``)."""
+    r, template = plan.request, plan.template
+    fields = (
+        r.to,
+        r.from_,
+        r.messaging_service_sid,
+        r.body,
+        r.media_urls,
+        r.persistent_action,
+        r.content_sid,
+        r.content_variables,
+        r.status_callback,
+        r.validity_period,
+        template.template_id if template is not None else None,
+        template.language if template is not None else None,
+    )
+    text = "\x1f".join(map(str, fields))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def record_of(result: ConnectorResult[SendResult]) -> tuple[Mapping[str, object] | None, bool]:
