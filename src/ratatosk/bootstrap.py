@@ -15,12 +15,13 @@ is imported only then, so the in-memory default never needs it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from aiohttp import web
 
+from .adapters.asgi import AsgiWebhookApp, create_asgi_webhook_app
 from .adapters.clock import SystemClock
 from .adapters.conversation_window import InMemoryConversationWindows
 from .adapters.memory import InMemoryRateLimiter, InMemorySendLedger, InMemoryStatusTracker
@@ -28,6 +29,7 @@ from .adapters.templates import ContentApiTemplateCatalog, StaticTemplateCatalog
 from .adapters.twilio_http import AiohttpMessagingApi
 from .adapters.webhook_server import MessageHandler, StatusHandler, create_webhook_app
 from .domain.settings import ConnectionSettings
+from .domain.status import ConnectorState
 from .emulator.model import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from .ports import (
     Clock,
@@ -253,6 +255,69 @@ def build_webhook_app(
         trust_forwarded=trust_forwarded,
         dedup=dedup,
         telemetry=telemetry if telemetry is not None else connector.telemetry,
+    )
+
+
+class _ValidatorOf:
+    """The connector's signature validator, looked up per request.
+
+    It exists once the connector is initialised; an ASGI app is usually built
+    at import time, before its server's lifespan (or the framework's) runs
+    ``initialize``.
+    """
+
+    __slots__ = ("_connector",)
+
+    def __init__(self, connector: TwilioWhatsAppConnector) -> None:
+        self._connector = connector
+
+    def validate(
+        self, url: str, params: Mapping[str, Sequence[str]] | str, signature: str | None
+    ) -> bool:
+        return self._connector.signature_validator.validate(url, params, signature)
+
+
+def build_asgi_webhook_app(
+    connector: TwilioWhatsAppConnector,
+    *,
+    public_url: str | None = None,
+    on_message: MessageHandler | None = None,
+    on_status: StatusHandler | None = None,
+    trust_forwarded: bool = False,
+    dedup: Deduplicator | None = None,
+    telemetry: Telemetry | None = None,
+) -> AsgiWebhookApp:
+    """:func:`build_webhook_app` as a plain ASGI app, for any ASGI server or framework.
+
+    The connector may still be uninitialised: served alone (``uvicorn
+    module:app``), the app initialises it on the lifespan's startup and shuts
+    it down on its shutdown, unless it was ready already (then its owner
+    closes it). Mounted in a framework, which does not forward lifespan
+    events to what it mounts, initialise it in the framework's own lifespan.
+    """
+    started_here = False
+
+    async def startup() -> None:
+        nonlocal started_here
+        if connector.state is not ConnectorState.READY:
+            (await connector.initialize()).unwrap()
+            started_here = True
+
+    async def shutdown() -> None:
+        if started_here:
+            await connector.shutdown()
+
+    return create_asgi_webhook_app(
+        connector,
+        validator=_ValidatorOf(connector),
+        public_url=public_url,
+        on_message=on_message,
+        on_status=on_status,
+        trust_forwarded=trust_forwarded,
+        dedup=dedup,
+        telemetry=telemetry if telemetry is not None else connector.telemetry,
+        on_startup=startup,
+        on_shutdown=shutdown,
     )
 
 

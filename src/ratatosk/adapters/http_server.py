@@ -29,46 +29,14 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .log_budget import LogBudget
+
 #: Enough for any client that means to send a request; far below aiohttp's hour.
 DEFAULT_IDLE_TIMEOUT: Final = 5.0
 MALFORMED_LOG_BURST: Final = 5
 MALFORMED_LOG_PERIOD: Final = 60.0
 
 log = logging.getLogger("ratatosk.http")
-
-
-class LogBudget:
-    """At most ``burst`` log lines per ``period`` seconds, the rest counted, not logged.
-
-    A line anyone on the network can provoke (a malformed request, a bad
-    signature) must not flood the log; the count keeps the flood visible.
-    """
-
-    def __init__(
-        self, burst: int, period: float, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._burst = burst
-        self._period = period
-        self._now = monotonic
-        self._window_start = -period
-        self._logged = 0
-        self._left_out = 0
-
-    def admit(self) -> list[str] | None:
-        """None: count it, do not log it. Otherwise notes to append to the line (maybe none)."""
-        now = self._now()
-        left_out = 0
-        if now - self._window_start >= self._period:
-            self._window_start, self._logged = now, 0
-            left_out, self._left_out = self._left_out, 0
-        if self._logged >= self._burst:
-            self._left_out += 1
-            return None
-        self._logged += 1
-        notes = [f"{left_out} more before this were not logged"] if left_out else []
-        if self._logged == self._burst:
-            notes.append(f"the next ones within {self._period:.0f} s are only counted")
-        return notes
 
 
 class _BriefMalformedRequests(logging.Filter):
