@@ -8,8 +8,8 @@ constructor and :func:`build_connector` choose the same defaults.
 
 State is in memory unless ``RedisUrl`` (``REDIS_URL``) is set: then every
 state port (rate limiter, send ledger, template cache, conversation windows,
-and the webhook server's deduplicator) is plugged to Redis at once. redis-py
-is imported only then, so the in-memory default never needs it.
+status timelines and the webhook server's deduplicator) is plugged to Redis
+at once. redis-py is imported only then, so the in-memory default never needs it.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from .twilio.assembly import Plugs
 from .twilio.connector import TwilioWhatsAppConnector
 from .twilio.resilience import SendPolicy
 from .twilio.schema import TwilioChannelSchemas, setting_pairs
-from .twilio.send import RetryHook
+from .twilio.send import RetryHook, lease_for
 
 if TYPE_CHECKING:
     from .adapters.redis import RedisStores
@@ -112,7 +112,8 @@ def redis_plugs(stores: RedisStores, policy: SendPolicy) -> dict[str, Any]:
         limiter = stores.rate_limiter(policy.rate_per_sender, policy.burst)
     return {
         "rate_limiter": limiter,
-        "send_ledger": stores.send_ledger(),
+        "send_ledger": stores.send_ledger(lease=lease_for(policy)),
+        "status_tracker": stores.status_tracker(),
         "template_cache": stores.template_cache(),
         "conversation_window": stores.conversation_windows(),
     }
@@ -128,9 +129,10 @@ def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolic
       Content API, or the fake's templates);
     * rate limiter (unless ``SendPolicy.rate_per_sender`` is None), send
       ledger, and with ``ConversationWindowGuard`` the window store: in memory;
-    * with ``RedisUrl``, those and the template cache in Redis instead, on one
-      client the connector closes at shutdown; the windows are then recorded
-      always, so a guard on another process sees who wrote to this one.
+    * with ``RedisUrl``, those, the template cache and the status tracker in
+      Redis instead, on one client the connector closes at shutdown; the
+      windows are then recorded always, so a guard on another process sees
+      who wrote to this one.
     """
     url = redis_url(settings)
     if url is not None and _lacks_state(plugs, policy):
@@ -161,7 +163,8 @@ def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolic
         clock=clock,
         template_catalog=catalog,
         rate_limiter=limiter,
-        send_ledger=plugs.send_ledger or InMemorySendLedger(clock.monotonic),
+        send_ledger=plugs.send_ledger
+        or InMemorySendLedger(clock.monotonic, lease=lease_for(policy)),
         status_tracker=plugs.status_tracker or InMemoryStatusTracker(),
         conversation_window=windows,
     )
@@ -171,6 +174,7 @@ def _lacks_state(plugs: Plugs, policy: SendPolicy) -> bool:
     wants_limiter = plugs.rate_limiter is None and policy.rate_per_sender is not None
     return wants_limiter or None in (
         plugs.send_ledger,
+        plugs.status_tracker,
         plugs.template_cache,
         plugs.conversation_window,
     )

@@ -22,6 +22,7 @@ from ratatosk.adapters.redis import (
     RedisConversationWindows,
     RedisRateLimiter,
     RedisSendLedger,
+    RedisStatusTracker,
     RedisTemplateCache,
 )
 from ratatosk.bootstrap import build_connector, complete_plugs, redis_url, settings_from_env
@@ -91,6 +92,7 @@ class TestEveryPortAtOnce:
             assert isinstance(plugs.send_ledger, RedisSendLedger)
             assert isinstance(plugs.template_cache, RedisTemplateCache)
             assert isinstance(plugs.conversation_window, RedisConversationWindows)
+            assert isinstance(plugs.status_tracker, RedisStatusTracker)
             assert len(plugs.closers) == 1
         finally:
             for close in plugs.closers:
@@ -131,6 +133,27 @@ class TestEveryPortAtOnce:
             (await receiver.receive_messages(MessageSource.url_post(body))).unwrap()
             allowed = await sender.send_message(_text("after-writing"))
         assert allowed.successful, allowed.error
+
+    async def test_a_late_callback_on_one_process_never_moves_back_what_another_saw(
+        self, redis_server: RedisServer
+    ) -> None:
+        fake = FakeTwilio()
+        environ = _environ(fake, redis_server.url)
+        url = "https://hooks.example.com/webhooks/twilio/whatsapp/status"
+        async with (
+            build_connector(environ=environ, transport=fake) as first,
+            build_connector(environ=environ, transport=fake) as second,
+        ):
+            sid = (await first.send_message(_text("tracked-across"))).unwrap().provider_message_id
+            read, _ = fake.status_callback_body(url, sid, "read")
+            late, _ = fake.status_callback_body(url, sid, "sent")
+            (await first.receive_message_status(MessageSource.url_post(read))).unwrap()
+            update = (await second.receive_message_status(MessageSource.url_post(late))).unwrap()
+            tracked = (await second.get_message_status(sid, prefer_tracked=True)).unwrap()
+        assert update.data["advanced"] is False
+        assert update.data["current_status"] == "Read"
+        assert tracked.data["source"] == "tracker"
+        assert tracked.status.value == "Read"
 
 
 class TestTheCommandLine:

@@ -1,28 +1,52 @@
 """The ``StatusTracker`` port's contract: one suite every adapter passes unchanged.
 
 An adapter joins by adding a builder to ``ADAPTERS``. Everything below goes
-through the port, so a shared store (Redis) runs the same checks.
+through the port, so a shared store runs the same checks: the Redis adapter
+on the suite's real redis-server (``tests/redis_support.py``), with a key
+prefix of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from ratatosk.adapters.memory import InMemoryStatusTracker
+from ratatosk.adapters.redis import RedisStatusTracker
 from ratatosk.ports import StatusEvent, StatusTracker
+from redis_support import RedisTimeMachine, fresh_prefix, shared_redis
 
-ADAPTERS: dict[str, Callable[[], StatusTracker]] = {"in-memory": InMemoryStatusTracker}
+
+@contextlib.asynccontextmanager
+async def _in_memory() -> AsyncIterator[StatusTracker]:
+    yield InMemoryStatusTracker()
+
+
+@contextlib.asynccontextmanager
+async def _redis() -> AsyncIterator[StatusTracker]:
+    client = shared_redis().client()
+    try:
+        yield RedisStatusTracker(client, prefix=fresh_prefix())
+    finally:
+        await client.aclose()
+
+
+ADAPTERS: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[StatusTracker]]] = {
+    "in-memory": _in_memory,
+    "redis": _redis,
+}
 T0 = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
-def tracker(request: Any) -> StatusTracker:
-    return ADAPTERS[request.param]()
+async def tracker(request: Any) -> AsyncIterator[StatusTracker]:
+    async with ADAPTERS[request.param]() as subject:
+        yield subject
 
 
 def at(status: str, seconds: float = 0.0, code: int | None = None) -> StatusEvent:
@@ -82,3 +106,32 @@ async def test_concurrent_reports_lose_nothing(tracker: StatusTracker) -> None:
     assert timeline is not None
     assert timeline.current.status == "read"
     assert sorted(e.status for e in timeline.history) == sorted(statuses)
+
+
+async def test_the_history_keeps_the_newest_reports_and_the_current_one_stays(
+    tracker: StatusTracker,
+) -> None:
+    await tracker.apply("SM1", at("read"))
+    for code in range(40):  # distinct failed reports, each a lower rank than read
+        await tracker.apply("SM1", at("failed", code + 1, code=30000 + code))
+    timeline = await tracker.timeline("SM1")
+    assert timeline is not None
+    assert timeline.current == at("read")  # dropped from the history, still what counts
+    assert len(timeline.history) == 32
+    assert timeline.history[-1] == at("failed", 40, code=30039)
+
+
+async def test_a_redis_timeline_expires_its_ttl_after_the_last_report() -> None:
+    """In Redis a timeline lives ``ttl`` past its last report (in memory: a bound on count)."""
+    machine = RedisTimeMachine(shared_redis())
+    try:
+        tracker = RedisStatusTracker(machine.client, prefix=machine.prefix, ttl=60.0)
+        await tracker.apply("SM1", at("sent"))
+        await machine.advance(50.0)
+        await tracker.apply("SM1", at("delivered", 50))  # a report keeps it another ttl
+        await machine.advance(50.0)
+        assert await tracker.timeline("SM1") is not None
+        await machine.advance(11.0)
+        assert await tracker.timeline("SM1") is None
+    finally:
+        await machine.close()

@@ -18,11 +18,13 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from ...ports import DEFAULT_SEND_LEASE
 from ._common import DEFAULT_PREFIX, Now, check_prefix, unavailable
 from .conversation_window import RedisConversationWindows
 from .dedup import RedisDeduplicator
 from .rate_limiter import RedisRateLimiter
 from .send_ledger import RedisSendLedger
+from .status_tracker import RedisStatusTracker
 from .template_cache import RedisTemplateCache
 
 #: Seconds to connect, and to wait for one answer: a state store that takes
@@ -94,8 +96,13 @@ class RedisStores:
     def rate_limiter(self, rate: float, burst: float) -> RedisRateLimiter:
         return RedisRateLimiter(self.redis, rate, burst, prefix=self.prefix, now=self._now)
 
-    def send_ledger(self, *, ttl: float = 24 * 3600.0) -> RedisSendLedger:
-        return RedisSendLedger(self.redis, prefix=self.prefix, ttl=ttl, now=self._now)
+    def send_ledger(
+        self, *, ttl: float = 24 * 3600.0, lease: float = DEFAULT_SEND_LEASE
+    ) -> RedisSendLedger:
+        return RedisSendLedger(self.redis, prefix=self.prefix, ttl=ttl, lease=lease, now=self._now)
+
+    def status_tracker(self) -> RedisStatusTracker:
+        return RedisStatusTracker(self.redis, prefix=self.prefix)
 
     def template_cache(self) -> RedisTemplateCache:
         return RedisTemplateCache(self.redis, prefix=self.prefix)
@@ -130,6 +137,7 @@ __all__ = [
     "RedisDeduplicator",
     "RedisRateLimiter",
     "RedisSendLedger",
+    "RedisStatusTracker",
     "RedisStores",
     "RedisTemplateCache",
     "redacted",

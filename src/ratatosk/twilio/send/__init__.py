@@ -2,7 +2,7 @@
 
 from .guard import WindowGuard
 from .pipeline import SendPipeline, api_failure, create_stages
-from .recheck import Delivery
+from .recheck import Delivery, lease_for
 from .retry import RetryHook
 from .stage import CreateStage, OutcomeUnknown, SendTrace
 from .templates import TemplateResolver
@@ -18,4 +18,5 @@ __all__ = [
     "WindowGuard",
     "api_failure",
     "create_stages",
+    "lease_for",
 ]

@@ -35,6 +35,7 @@ import attrs
 
 from ...domain.result import ConnectorError, ConnectorResult, SendResult
 from ...ports import (
+    DEFAULT_SEND_LEASE,
     Clock,
     CreateMessageRequest,
     LedgerEntry,
@@ -43,7 +44,8 @@ from ...ports import (
     StateStoreError,
 )
 from ..errors import TwilioErrorCodes, error
-from .reconcile import Finder, Looked
+from ..resilience import SendPolicy
+from .reconcile import MAX_WAIT_SECONDS, Finder, Looked
 from .records import kept_error, record_of
 from .stage import SendTrace, lane_of, match_key, notify, sender_of, sent_result
 
@@ -51,6 +53,17 @@ log = logging.getLogger("ratatosk.twilio")
 
 #: How far back a recheck looks when the ledger does not know the first attempt.
 UNKNOWN_START_LOOKBACK: Final = dt.timedelta(days=1)
+
+
+def lease_for(policy: SendPolicy) -> float:
+    """How long a send ledger should hold an id for sends under ``policy``.
+
+    Four times the longest a send can take (its retry deadline and a
+    reconcile's wait; the reconcile's two list calls fit in the margin), and
+    never less than ``DEFAULT_SEND_LEASE``: a live holder must never lose
+    its id, and a dead one blocks it only that long.
+    """
+    return max(DEFAULT_SEND_LEASE, 4 * (policy.retry.deadline + MAX_WAIT_SECONDS))
 
 
 class Delivery(enum.Enum):
@@ -190,4 +203,4 @@ def _iso(when: dt.datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
-__all__ = ["Delivery", "Recheck", "Settled"]
+__all__ = ["Delivery", "Recheck", "Settled", "lease_for"]
