@@ -81,8 +81,10 @@ run: $(STAMP)
 emulator: $(STAMP)
 	$(BIN)/ratatosk emulator --port 4010
 
-.PHONY: bench  ## benchmarks against the official SDK (never part of test)
+# matplotlib (the chart) and uvloop (the second loop measured) only here, never for make test.
+.PHONY: bench  ## benchmarks against what users write instead, with a chart (never part of test)
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench,speed]'
 	$(PY) bench/run.py
 
 .PHONY: soak  ## the long resilience figures (never part of test)

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib.util
 import os
 import socket
 import subprocess
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def loops() -> list[str]:
+    """The event loops to measure: asyncio's, and uvloop's when it is installed."""
+    return ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") else ["asyncio"]
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on the named loop (``"asyncio"`` or ``"uvloop"``)."""
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    elif loop != "asyncio":
+        raise ValueError(f"unknown event loop {loop!r}")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 def free_port() -> int:

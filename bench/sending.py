@@ -1,4 +1,4 @@
-"""The send clients, run against the emulator (its own process).
+"""The send clients, run against the canned responder or the emulator (their own process).
 
 Every client sends the same form for message ``i`` (same recipient, sender
 and body). The asyncio clients keep exactly ``concurrency`` requests in
@@ -57,11 +57,22 @@ async def _loop(send: Send, start: int, count: int, concurrency: int) -> int:
     return failures
 
 
-class Meter:
-    """Wall clock, this process's CPU (total, user, system) and the emulator's CPU."""
+def server_cpu(options: dict[str, Any]) -> Callable[[], float]:
+    """How to read the server's CPU: the responder's own probe, else ``/proc`` (the emulator)."""
+    if options.get("server") == "responder":
+        from responder import cpu_probe
 
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid = server_pid
+        url = options["url"]
+        return lambda: cpu_probe(url)
+    pid = options["server_pid"]
+    return lambda: cpu_seconds(pid)
+
+
+class Meter:
+    """Wall clock, this process's CPU (total, user, system) and the server's CPU."""
+
+    def __init__(self, server_cpu: Callable[[], float]) -> None:
+        self.server_cpu = server_cpu
         self.totals = {
             "count": 0,
             "seconds": 0.0,
@@ -76,7 +87,7 @@ class Meter:
     @contextlib.contextmanager
     def batch(self, count: int) -> Iterator[dict[str, int]]:
         outcome = {"failures": 0}
-        times, server = os.times(), cpu_seconds(self.server_pid)
+        times, server = os.times(), self.server_cpu()
         cpu, wall = time.process_time(), time.perf_counter()
         yield outcome
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -86,7 +97,7 @@ class Meter:
         self.totals["cpu_seconds"] += cpu
         self.totals["user_seconds"] += now.user - times.user
         self.totals["system_seconds"] += now.system - times.system
-        self.totals["server_cpu_seconds"] += cpu_seconds(self.server_pid) - server
+        self.totals["server_cpu_seconds"] += self.server_cpu() - server
         self.totals["failures"] += outcome["failures"]
         self.batch_cpu_us.append(cpu / count * 1e6)
 
@@ -191,8 +202,8 @@ async def interleaved(
     """The asyncio clients, ``rounds`` batches each, in rotating order, in this process."""
     names: list[str] = list(options["clients"])
     batch, rounds = options["batch"], options["rounds"]
-    concurrency, pid = options["concurrency"], options["server_pid"]
-    meters = {name: Meter(pid) for name in names}
+    concurrency, reader = options["concurrency"], server_cpu(options)
+    meters = {name: Meter(reader) for name in names}
     async with contextlib.AsyncExitStack() as stack:
         sends: dict[str, Send] = {}
         for name in names:
@@ -224,7 +235,7 @@ def twilio_sync(url: str, sid: str, token: str, options: dict[str, Any]) -> dict
 
     for i in range(WARMUP_OFFSET, WARMUP_OFFSET + options["warmup"]):
         send(i)
-    meter = Meter(options["server_pid"])
+    meter = Meter(server_cpu(options))
     with meter.batch(options["count"]) as outcome:
         outcome["failures"] = sum(0 if send(i) else 1 for i in range(options["count"]))
     return meter.result()

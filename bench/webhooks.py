@@ -1,11 +1,19 @@
-"""Webhook ingestion: the package's webhook server versus a bare aiohttp handler.
+"""Webhook ingestion: the package's server, the handler a user writes with the SDK, the floor.
 
-Both run in a worker process with the same aiohttp runner (no access log) on
-a loopback port and answer the same empty TwiML. The package's server does
-its whole job per request (size and media-type gates, signature check,
-decoding into a typed message, deduplication, the handler); the bare handler
-only reads the body. The load (signed, realistic inbound-message forms with
-distinct SIDs and idempotency tokens) is built once, before timing.
+Three servers, each in a worker process with the same aiohttp runner (no
+access log) on a loopback port, answering the same empty TwiML:
+
+* ``ratatosk``: ``create_webhook_app`` doing its whole job per request (size
+  and media-type gates, signature check, decoding into a typed message,
+  deduplication, the handler);
+* ``twilio_sdk``: what a user writes with the official SDK instead: an
+  aiohttp handler that does ``await request.post()``, checks
+  ``X-Twilio-Signature`` with ``twilio.request_validator.RequestValidator``
+  on the public URL (403 when it does not match), and answers empty TwiML;
+* ``bare_aiohttp``: the floor, a handler that only reads the body.
+
+The load (signed, realistic inbound-message forms with distinct SIDs and
+idempotency tokens) is built once, before timing.
 """
 
 from __future__ import annotations
@@ -50,7 +58,22 @@ async def start(kind: str, port: int, sid: str, token: str) -> Callable[[], Awai
             public_url=PUBLIC_URL,
             on_message=on_message,
         )
-    else:
+    elif kind == "twilio_sdk":
+        from twilio.request_validator import RequestValidator
+
+        validator = RequestValidator(token)
+        url = PUBLIC_URL + PATH
+
+        async def sdk_written(request: web.Request) -> web.Response:
+            form = await request.post()
+            signature = request.headers.get("X-Twilio-Signature", "")
+            if not validator.validate(url, dict(form), signature):
+                return web.Response(status=403)
+            return web.Response(text=TwiML.EMPTY, content_type=TwiML.CONTENT_TYPE)
+
+        app = web.Application()
+        app.router.add_post(PATH, sdk_written)
+    elif kind == "bare_aiohttp":
 
         async def bare(request: web.Request) -> web.Response:
             await request.read()
@@ -58,6 +81,8 @@ async def start(kind: str, port: int, sid: str, token: str) -> Callable[[], Awai
 
         app = web.Application()
         app.router.add_post(PATH, bare)
+    else:
+        raise ValueError(f"unknown webhook server {kind!r}")
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -79,9 +104,11 @@ async def _serve(kind: str, port: int, sid: str, token: str) -> None:
         await stop()
 
 
-def serve(kind: str, port: int, sid: str, token: str) -> None:
-    """Serve until stdin closes (the parent's signal to stop)."""
-    asyncio.run(_serve(kind, port, sid, token))
+def serve(kind: str, port: int, sid: str, token: str, loop: str = "asyncio") -> None:
+    """Serve until stdin closes (the parent's signal to stop), on ``loop``."""
+    from procs import run_on
+
+    run_on(loop, _serve(kind, port, sid, token))
 
 
 def build_requests(sid: str, token: str, count: int, start: int = 0) -> list[bytes]:
