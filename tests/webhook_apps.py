@@ -36,9 +36,12 @@ class Served:
 
 
 async def serve_asgi(
-    app: Any, *, lifespan: str = "on"
+    app: Any, *, lifespan: str = "on", **options: Any
 ) -> tuple[str, Callable[[], Awaitable[None]]]:
-    """Serve any ASGI app under uvicorn on a free loopback port; its URL and a stop."""
+    """Serve any ASGI app under uvicorn on a free loopback port; its URL and a stop.
+
+    ``options`` go to ``uvicorn.Config`` (``root_path``, say).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -52,6 +55,7 @@ async def serve_asgi(
         ws="none",
         http="h11",
         timeout_graceful_shutdown=5,
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
