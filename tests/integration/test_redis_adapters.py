@@ -19,11 +19,12 @@ from ratatosk.adapters.redis import (
     RedisDeduplicator,
     RedisRateLimiter,
     RedisSendLedger,
+    RedisStatusTracker,
     RedisStores,
     RedisTemplateCache,
     redacted,
 )
-from ratatosk.ports import Claim, LedgerState, StateStoreError, TemplateInfo
+from ratatosk.ports import Claim, LedgerState, StateStoreError, StatusEvent, TemplateInfo
 from redis_support import RedisServer, RedisTimeMachine
 
 SENDER = "whatsapp:+14155238886"
@@ -155,6 +156,8 @@ class TestKeyLayout:
         await RedisTemplateCache(redis_client, prefix=p).put("order_confirmed", "en", info, 60.0)
         windows = RedisConversationWindows(redis_client, prefix=p)
         await windows.record_inbound("whatsapp:+1555", SENDER, dt.datetime.now(dt.UTC))
+        sent = StatusEvent(status="sent", at=dt.datetime.now(dt.UTC))
+        await RedisStatusTracker(redis_client, prefix=p).apply("SM1", sent)
         keys = {key async for key in redis_client.scan_iter(match=p + "*")}
         assert keys == {
             f"{p}rate:{{{SENDER}}}",
@@ -164,6 +167,7 @@ class TestKeyLayout:
             f"{p}dedup:event:SM1",
             f'{p}template:["order_confirmed","en"]',
             f"{p}window:{{whatsapp:+1555}}",
+            f"{p}status:SM1",
         }
         for key in keys:  # nothing is kept for ever
             assert await redis_client.pttl(key) > 0, key
