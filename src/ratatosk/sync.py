@@ -56,7 +56,7 @@ from .ports import (
 from .twilio.connector import TwilioWhatsAppConnector
 from .twilio.media import MediaFile
 from .twilio.resilience import SendPolicy
-from .twilio.send import RetryHook
+from .twilio.send import Delivery, RetryHook
 
 T = TypeVar("T")
 
@@ -247,6 +247,14 @@ class SyncTwilioWhatsAppConnector:
     def send_message(self, message: Message) -> ConnectorResult[SendResult]:
         """As ``TwilioWhatsAppConnector.send_message``, with the same codes."""
         return self._call("send_message", lambda c: c.send_message(message))
+
+    def recheck_message(
+        self, message: Message, *, delivery: Delivery
+    ) -> ConnectorResult[SendResult]:
+        """As ``TwilioWhatsAppConnector.recheck_message``: an unknown outcome looked at again."""
+        return self._call(
+            "recheck_message", lambda c: c.recheck_message(message, delivery=delivery)
+        )
 
     def send_batch(
         self, messages: Iterable[Message], *, max_concurrency: int | None = None
