@@ -25,9 +25,11 @@ from .adapters.asgi import AsgiWebhookApp, create_asgi_webhook_app
 from .adapters.clock import SystemClock
 from .adapters.conversation_window import InMemoryConversationWindows
 from .adapters.memory import InMemoryRateLimiter, InMemorySendLedger, InMemoryStatusTracker
+from .adapters.memory.outbound_queue import InMemoryOutboundQueue
 from .adapters.templates import ContentApiTemplateCatalog, StaticTemplateCatalog
 from .adapters.twilio_http import AiohttpMessagingApi
 from .adapters.webhook_server import MessageHandler, StatusHandler, create_webhook_app
+from .adapters.worker import QueueWorker, WorkerSettings
 from .domain.settings import ConnectionSettings
 from .domain.status import ConnectorState
 from .emulator.model import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
@@ -38,11 +40,13 @@ from .ports import (
     HasClock,
     HasTemplateCatalog,
     MessagingApi,
+    OutboundQueue,
     Telemetry,
     TemplateCatalog,
 )
 from .twilio.assembly import Plugs
 from .twilio.connector import TwilioWhatsAppConnector
+from .twilio.outbox import Outbox
 from .twilio.resilience import SendPolicy
 from .twilio.schema import TwilioChannelSchemas, setting_pairs
 from .twilio.send import RetryHook, lease_for
@@ -335,3 +339,72 @@ def emulator_account(environ: Mapping[str, str] | None = None) -> tuple[str, str
     account_sid = env.get("TWILIO_ACCOUNT_SID", "").strip() or DEFAULT_ACCOUNT_SID
     token = env.get("TWILIO_AUTH_TOKEN", "").strip() or DEFAULT_AUTH_TOKEN
     return account_sid, token
+
+
+# --- The durable send queue ---------------------------------------------------------
+
+
+def build_outbox(
+    settings: ConnectionSettings | None = None,
+    *,
+    redis: RedisStores | None = None,
+    queue: OutboundQueue | None = None,
+    queue_name: str = "outbound",
+    environ: Mapping[str, str] | None = None,
+) -> Outbox:
+    """An :class:`~ratatosk.twilio.outbox.Outbox` that submits to the workers' queue.
+
+    ``redis``: the queue in Redis on stores the caller opened (and closes),
+    the one ``ratatosk worker --redis`` drains. Else ``queue``, else an
+    in-memory queue (for one process that also runs a :class:`QueueWorker`).
+    Planned by the same settings as the workers' connector (``TWILIO_*``).
+    """
+    if queue is None:
+        queue = (
+            redis.outbound_queue(name=queue_name)
+            if redis is not None
+            else InMemoryOutboundQueue(SystemClock().monotonic)
+        )
+    return Outbox.from_settings(queue, settings_from_env(environ, settings))
+
+
+def build_worker(
+    redis: RedisStores,
+    worker: WorkerSettings,
+    settings: ConnectionSettings | None = None,
+    *,
+    send_policy: SendPolicy | None = None,
+    lease: float | None = None,
+    visibility_timeout: float = 30.0,
+    queue_name: str = "outbound",
+    environ: Mapping[str, str] | None = None,
+    telemetry: Telemetry | None = None,
+) -> QueueWorker:
+    """A :class:`QueueWorker` draining the Redis queue through a connector on the same Redis.
+
+    Its connector shares the rate limiter and the send ledger with every
+    other worker and process on ``redis``. ``lease`` is how long the ledger
+    holds a message a worker is sending, ``lease_for(policy)`` by default: a
+    dead worker's message is looked at again once it runs out, so a shorter
+    one settles those sooner, and must still outlast the slowest live send.
+    The caller initialises ``worker.connector`` and shuts it down; ``redis``
+    stays the caller's.
+    """
+    policy = send_policy or SendPolicy()
+    lease = lease_for(policy) if lease is None else lease
+    if worker.max_deliveries * visibility_timeout <= lease:
+        raise ValueError(
+            f"max_deliveries x visibility_timeout ({worker.max_deliveries} x "
+            f"{visibility_timeout:g} s) must exceed the ledger's lease ({lease:g} s), or a dead "
+            "worker's message is dead-lettered before it can be looked at again"
+        )
+    plugs = {**redis_plugs(redis, policy), "send_ledger": redis.send_ledger(lease=lease)}
+    connector = TwilioWhatsAppConnector(
+        TwilioChannelSchemas.TWILIO_WHATSAPP,
+        settings_from_env(environ, settings),
+        send_policy=policy,
+        telemetry=telemetry,
+        **plugs,
+    )
+    queue = redis.outbound_queue(name=queue_name, visibility_timeout=visibility_timeout)
+    return QueueWorker(connector, queue, worker)

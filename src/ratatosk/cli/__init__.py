@@ -1,5 +1,5 @@
 """The ``ratatosk`` command: send, send-batch, status, templates, serve, emulator, demo,
-webhook doctor and sign, media fetch.
+worker, result, webhook doctor and sign, media fetch.
 
 Reads ``TWILIO_*`` through ``bootstrap``; prints results as text or, with
 ``--json``, one JSON object per line. Exit status: 0 on success, 1 when the
@@ -34,6 +34,8 @@ from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, describe_status, s
 from .servers import emulator, serve
 from .webhook import add_parser as add_webhook_parser
 from .webhook import webhook
+from .worker import add_parser as add_worker_parser
+from .worker import add_send_options, result, submit, worker
 
 
 def _json_option() -> argparse.ArgumentParser:
@@ -74,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--media-type", choices=[t.name.lower() for t in MediaType], default="image")
     send.add_argument("--validity", type=int, metavar="SECONDS", help="ValidityPeriod (1-36000)")
     send.add_argument("--id", dest="message_id", help="your own message id")
+    add_send_options(send)
 
     status = commands.add_parser(
         "status", parents=as_json, help="ask Twilio for a message's status"
@@ -129,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     add_batch_parser(commands, as_json)
     add_webhook_parser(commands, as_json)
     add_media_parser(commands, as_json)
+    add_worker_parser(commands, as_json)
     return parser
 
 
@@ -176,6 +180,8 @@ async def _send(args: argparse.Namespace, out: Output) -> int:
     if args.validity is not None:
         builder.with_property("ValidityPeriod", args.validity)
     message = builder.build()
+    if args.queue:
+        return await submit(args, out, message)
 
     async def job(connector: TwilioWhatsAppConnector) -> int:
         result = await connector.send_message(message)
@@ -273,6 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return emulator(args, out)
         if args.command == "webhook":
             return webhook(args, out)
+        if args.command == "worker":
+            return worker(args, out)
+        if args.command == "result":
+            return result(args, out)
         if args.command == "media":
             return asyncio.run(fetch_media(args, out))
         return asyncio.run(demo(out))

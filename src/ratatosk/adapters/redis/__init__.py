@@ -22,6 +22,7 @@ from ...ports import DEFAULT_SEND_LEASE
 from ._common import DEFAULT_PREFIX, Now, check_prefix, unavailable
 from .conversation_window import RedisConversationWindows
 from .dedup import RedisDeduplicator
+from .outbound_queue import RedisOutboundQueue
 from .rate_limiter import RedisRateLimiter
 from .send_ledger import RedisSendLedger
 from .status_tracker import RedisStatusTracker
@@ -101,6 +102,14 @@ class RedisStores:
     ) -> RedisSendLedger:
         return RedisSendLedger(self.redis, prefix=self.prefix, ttl=ttl, lease=lease, now=self._now)
 
+    def outbound_queue(
+        self, *, name: str = "outbound", visibility_timeout: float = 30.0
+    ) -> RedisOutboundQueue:
+        """The durable send queue ``name`` (``ratatosk worker`` drains it)."""
+        return RedisOutboundQueue(
+            self.redis, prefix=self.prefix, name=name, visibility_timeout=visibility_timeout
+        )
+
     def status_tracker(self) -> RedisStatusTracker:
         return RedisStatusTracker(self.redis, prefix=self.prefix)
 
@@ -135,6 +144,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "RedisConversationWindows",
     "RedisDeduplicator",
+    "RedisOutboundQueue",
     "RedisRateLimiter",
     "RedisSendLedger",
     "RedisStatusTracker",
