@@ -113,12 +113,21 @@ def _plan(message: Message) -> SendPlan:
     return plan
 
 
+def _lose_after_store(backend: Backend, how: str) -> None:
+    """The next create stores the message, then loses its answer (a dropped connection, a 500)."""
+    if how == "reset":
+        backend.model.reset_next(after_store=True)
+    else:
+        backend.model.fail_next(20500, status=500, after_store=True)
+
+
+@pytest.mark.parametrize("how", ["reset", "500"])
 @pytest.mark.parametrize("delivery", list(Delivery))
 async def test_a_lost_answer_whose_message_twilio_stored_is_found_and_adopted(
-    backend: Backend, delivery: Delivery
+    backend: Backend, delivery: Delivery, how: str
 ) -> None:
     message = _text("stored, answer lost")
-    backend.model.reset_next(after_store=True)
+    _lose_after_store(backend, how)
     async with _connector(backend) as connector:
         lost = await connector.send_message(message)
         assert lost.error is not None
