@@ -10,6 +10,7 @@ from ratatosk.adapters.memory import InMemorySendLedger
 from ratatosk.domain.result import ConnectorResult, SendResult
 from ratatosk.domain.status import MessageStatus
 from ratatosk.ports import (
+    DEFAULT_SEND_LEASE,
     AccountResource,
     ApiError,
     CreateMessageRequest,
@@ -20,9 +21,10 @@ from ratatosk.ports import (
     MessageResource,
 )
 from ratatosk.twilio.errors import TwilioErrorCodes
+from ratatosk.twilio.resilience import RetryPolicy, SendPolicy
 from ratatosk.twilio.send import Delivery
-from ratatosk.twilio.send.recheck import Recheck, Settled
-from ratatosk.twilio.send.reconcile import Finder
+from ratatosk.twilio.send.recheck import Recheck, Settled, lease_for
+from ratatosk.twilio.send.reconcile import MAX_WAIT_SECONDS, Finder
 from ratatosk.twilio.send.stage import lane_of, match_key
 
 TO = "whatsapp:+15550002222"
@@ -247,3 +249,9 @@ async def test_an_absent_message_stays_guarded_in_its_lane_a_found_one_does_not(
     ledger = InMemorySendLedger(clock.monotonic)
     await settle(Listing([resource(SID)]), Delivery.AT_MOST_ONCE, ledger=ledger, clock=clock)
     assert await ledger.lane_others(lane_of(REQUEST), "me") == {}
+
+
+def test_the_lease_outlasts_the_longest_send_the_policy_allows() -> None:
+    assert lease_for(SendPolicy()) == DEFAULT_SEND_LEASE  # 60 s deadline: far inside 10 min
+    slow = SendPolicy(retry=RetryPolicy(deadline=300.0))
+    assert lease_for(slow) >= 4 * (300.0 + MAX_WAIT_SECONDS)
