@@ -14,20 +14,15 @@ types, a client that leaves mid-body), driven through the ASGI interface.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
-import queue
-import re
 import signal
 import subprocess
 import sys
-import threading
-import urllib.request
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -44,7 +39,7 @@ from ratatosk.testing import BackgroundEmulator, FakeTwilio
 from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector, TwiML
 from ratatosk.twilio.signature import compute_signature
 from secret_check import assert_no_token
-from webhook_apps import serve_asgi
+from webhook_apps import Uvicorn, http_post, post_json, serve_asgi
 
 CUSTOMER = "whatsapp:+15551234567"
 BUSINESS = "whatsapp:+14155238886"
@@ -77,71 +72,6 @@ async def app(scope, receive, send):
 """
 
 
-class Uvicorn:
-    """``python -m uvicorn hooks:app`` on a free port; stdout lines arrive on a queue."""
-
-    def __init__(self, app_dir: Path, environ: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "uvicorn", "hooks:app", "--app-dir", str(app_dir)),
-                *("--host", "127.0.0.1", "--port", "0", "--lifespan", "on", "--no-access-log"),
-            ],
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        assert self.process.stdout is not None
-        self._readers = [threading.Thread(target=self._pump, daemon=True)]
-        self._readers[0].start()
-        self.url = self._listening()
-
-    def _pump(self) -> None:
-        for line in self.process.stdout or ():
-            self.lines.put(line)
-
-    def _listening(self) -> str:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.stderr.append(line)
-            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                rest = threading.Thread(
-                    target=lambda: self.stderr.extend(self.process.stderr or ()), daemon=True
-                )
-                rest.start()
-                self._readers.append(rest)
-                return found.group(1)
-        self.process.wait(30)
-        return ""  # it stopped before listening: the caller reads stderr
-
-    def close(self) -> None:
-        """Kill it if it still runs; wait for it and its readers; close the pipes."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(30)
-        for reader in self._readers:
-            reader.join(30)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-
-    def next_event(self) -> dict[str, Any]:
-        return dict(json.loads(self.lines.get(timeout=60)))  # a hang guard
-
-    def stop(self) -> tuple[int, list[dict[str, Any]]]:
-        """SIGTERM (uvicorn shuts down gracefully, lifespan included); the code and last events."""
-        self.process.terminate()
-        code = self.process.wait(30)
-        self._readers[0].join(30)
-        events = []
-        while not self.lines.empty():
-            events.append(json.loads(self.lines.get_nowait()))
-        return code, events
-
-
 def _environ(emulator: BackgroundEmulator, **extra: str) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "REDIS_"))}
     return environ | {
@@ -162,7 +92,7 @@ def background_emulator() -> Iterator[BackgroundEmulator]:
 @contextlib.contextmanager
 def uvicorn_process(tmp_path: Path, environ: dict[str, str]) -> Iterator[Uvicorn]:
     (tmp_path / "hooks.py").write_text(HOOKS, encoding="utf-8")
-    server = Uvicorn(tmp_path, environ)
+    server = Uvicorn(["hooks:app", "--host", "127.0.0.1", "--port", "0"], tmp_path, environ)
     try:
         yield server
     finally:
@@ -187,18 +117,18 @@ def test_uvicorn_serves_the_bootstrap_app_and_its_lifespan_owns_the_connector(
             event = server.next_event()
             assert event["sid"] == sid
             statuses.append(event["status"])
-        inbound = _post_json(
+        inbound = post_json(
             emulator.url + "/_emulator/inbound",
             {"url": hook, "from": CUSTOMER, "to": BUSINESS, "body": "Where is my order?"},
         )
         assert inbound["status"] == 200
         assert _until_text(server) == "Where is my order?"
         signed = _cli_sign(emulator, hook, "Body=signed by the CLI")
-        answer = _post(signed["url"], signed["body"].encode(), signed["headers"])
-        assert answer == 200
+        answer = http_post(signed["url"], signed["body"].encode(), signed["headers"])
+        assert answer[0] == 200
         assert _until_text(server) == "signed by the CLI"
         forged = dict(signed["headers"], **{"X-Twilio-Signature": "Zm9yZ2Vk"})
-        assert _post(signed["url"], signed["body"].encode(), forged) == 403
+        assert http_post(signed["url"], signed["body"].encode(), forged)[0] == 403
         code, last = server.stop()
     # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully.
     assert code in {0, -signal.SIGTERM}, "".join(server.stderr)
@@ -226,25 +156,6 @@ def _until_text(server: Uvicorn) -> str:
         event = server.next_event()
         if "text" in event:
             return str(event["text"])
-
-
-def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.netloc, timeout=30)
-    try:
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        connection.request("POST", target, body=body, headers=headers)
-        return connection.getresponse().status
-    finally:
-        connection.close()
-
-
-def _post_json(url: str, data: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(  # noqa: S310 - the emulator on loopback
-        url, data=json.dumps(data).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        return dict(json.loads(response.read()))
 
 
 def _cli_sign(emulator: BackgroundEmulator, url: str, *fields: str) -> dict[str, Any]:
