@@ -9,6 +9,7 @@ FIRST claims), never how long anything of ours took.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -87,3 +88,27 @@ async def test_one_webhook_delivery_is_first_on_exactly_one_process(
     won = [set(r["first"]) for r in results]
     assert sum(len(w) for w in won) == 300
     assert set().union(*won) == {f"event:{n}" for n in range(300)}
+
+
+async def test_a_dead_senders_ids_are_each_taken_over_by_exactly_one_process(
+    redis_server: RedisServer, redis_client: Redis, redis_prefix: str
+) -> None:
+    """A process holding 100 ids is killed; three others race for them once its lease ran out."""
+    holder = subprocess.Popen(
+        [sys.executable, str(WORKER), redis_server.url, redis_prefix, "hold", "100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert await redis_client.blpop([redis_prefix + "held"], timeout=60), holder.stderr
+    finally:
+        holder.kill()  # SIGKILL: it never finishes, never lets go
+        holder.communicate(timeout=30)
+    assert holder.returncode == -signal.SIGKILL
+    results = await _run(
+        redis_server, redis_client, redis_prefix, "takeover", count=100, processes=3
+    )
+    taken = [set(r["taken"]) for r in results]
+    assert sum(len(t) for t in taken) == 100  # nobody took an id twice
+    assert set().union(*taken) == {f"m{n}" for n in range(100)}
