@@ -32,13 +32,15 @@ def _bars(  # noqa: PLR0917 - one chart's parts
     reference: float,
     unit: str,
     colours: list[str],
+    notes: list[str] | None = None,
 ) -> None:
     ratios = [value / reference for value in values]
+    extra = notes or [""] * len(values)
     bars = axis.bar(labels, ratios, color=colours, edgecolor="#404040", linewidth=0.6)
     axis.axhline(1.0, color="#404040", linestyle="--", linewidth=0.8)
-    for bar, ratio, value in zip(bars, ratios, values, strict=True):
+    for bar, ratio, value, note in zip(bars, ratios, values, extra, strict=True):
         axis.annotate(
-            f"{ratio:.2f}x\n{value:,.0f} {unit}",
+            f"{ratio:.2f}x\n{value:,.0f} {unit}{note}",
             (bar.get_x() + bar.get_width() / 2, bar.get_height()),
             ha="center",
             va="bottom",
@@ -104,6 +106,7 @@ def draw(summary: dict[str, Any], path: Path) -> None:
         rates["1"],
         "req/s",
         [OURS] * len(counts),
+        [f"\n{summary['serve_workers_server_cores'][n]:.2f} cores" for n in counts],
     )
     last[0].set_ylabel("ratio (higher is better)", fontsize=7)
     rss = summary["rss_growth_mb_100k"]
@@ -112,8 +115,12 @@ def draw(summary: dict[str, Any], path: Path) -> None:
     last[1].text(
         0.0,
         0.6,
-        f"RSS growth over 100,000 sends: {rss:.2f} MB (target < 5 MB)\n"
-        f"machine: {summary['machine']['cpus']} cores, Python {summary['machine']['python']}",
+        f"RSS growth over 100,000 sends: {rss:.2f} MB (target < 5 MB)\n\n"
+        f"machine: {summary['machine']['cpus']} cores, Python {summary['machine']['python']},\n"
+        f"load average at the start {summary['machine']['load_average_at_start'][0]:.1f}\n"
+        f"bars: medians of {summary['config']['reps']} repetitions "
+        f"({summary['config']['workers_reps']} for serve --workers);\n"
+        f"'cores': the CPU the workers used while answering",
         fontsize=9,
         va="center",
     )

@@ -76,7 +76,7 @@ def settings() -> dict[str, Any]:
         "emulator_count": 500 if quick else 2000,
         "webhook_count": count if quick else 2 * count,
         "workers_count": 2000 if quick else 20_000,
-        "workers_reps": 1 if quick else 3,
+        "workers_reps": 1 if quick else 5,
         "memory_count": 5_000 if quick else 100_000,
         "memory_warmup": 12_000,  # fills the bounded caches first, quick or not
         "hot_path_number": 2_000 if quick else 20_000,
@@ -546,6 +546,10 @@ def summarise(  # noqa: PLR0917 - one argument per benchmark
         "serve_workers_rate_req_per_s": {n: median(r, "rate") for n, r in workers.items()},
         "serve_workers_server_cores": {n: median(r, "server_cores") for n, r in workers.items()},
         "serve_workers_loadgen_cores": {n: median(r, "loadgen_cores") for n, r in workers.items()},
+        # Other load only ever lowers a rate: the best repetition is the other fair estimate.
+        "serve_workers_best_rate_req_per_s": {
+            n: max(run["rate"] for run in r) for n, r in workers.items()
+        },
         "serve_workers_loop": next(iter(workers.values()))[0]["loop"],
         "twilio_sync": {
             "rate_msg_per_s": median(sync, "rate"),
@@ -618,10 +622,11 @@ def print_table(summary: dict[str, Any]) -> None:
     rates = summary["serve_workers_rate_req_per_s"]
     cores = summary["serve_workers_server_cores"]
     generator = summary["serve_workers_loadgen_cores"]
+    best = summary["serve_workers_best_rate_req_per_s"]
     for n, value in rates.items():
         print(
-            f"  {n} worker(s): {value:8.0f} req/s, server {cores[n]:.2f} cores,"
-            f" load generator {generator[n]:.2f} cores"
+            f"  {n} worker(s): {value:8.0f} req/s (best {best[n]:.0f}), server"
+            f" {cores[n]:.2f} cores, load generator {generator[n]:.2f} cores"
         )
     memory = summary["memory"]
     print(f"Memory ({cfg['memory_count']} sends through FakeTwilio, after warm-up)")
