@@ -87,6 +87,10 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench,speed]'
 	$(PY) bench/run.py
 
+.PHONY: scale  ## the send queue with real workers: 20,000 sends, one killed (never part of test)
+scale: $(STAMP) redis-server
+	$(PY) bench/scale.py
+
 .PHONY: soak  ## the long resilience figures (never part of test)
 soak: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -q -m slow -p no:cacheprovider tests
