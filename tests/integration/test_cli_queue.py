@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ratatosk.testing import BackgroundEmulator
+from readme_text import blocks, section
 from redis_support import RedisServer
 from secret_check import assert_no_token
 
@@ -143,3 +146,39 @@ def test_an_unreachable_redis_queues_nothing_and_says_so(
     assert asked.returncode == 1
     assert "the queue could not be asked" in asked.stdout
     assert_no_token(refused.stdout + asked.stdout, emulator.account_sid, TOKEN)
+
+
+def test_the_readme_queue_example_runs_as_written(
+    own_redis_server: RedisServer, emulator: BackgroundEmulator, tmp_path: Path
+) -> None:
+    """README, Queue and workers: the Python example, its Redis URL pointed at the test's."""
+    (code,) = blocks(section("## Queue and workers"), "python")
+    code = code.replace("redis://cache.internal:6379/0", own_redis_server.url)
+    body = "".join(f"    {line}\n" if line else "\n" for line in code.splitlines())
+    script = tmp_path / "queue_example.py"
+    script.write_text(f"import asyncio\n\n\nasync def main():\n{body}\n\nasyncio.run(main())\n")
+    env = environment(emulator)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ratatosk", "worker", "--redis", own_redis_server.url],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ran = subprocess.run(
+            [sys.executable, str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    sid = ran.stdout.strip()
+    assert re.fullmatch(r"SM[0-9a-f]{32}", sid), ran.stdout
+    assert [m.sid for m in emulator.model.outbound] == [sid]  # submit and submit_many: one id
+    assert worker.returncode == 0, err
