@@ -678,10 +678,39 @@ def profile(cfg: dict[str, Any]) -> None:
     print(f"written to {OUT / 'profile_send.txt'}")
 
 
+def serve_workers_only(cfg: dict[str, Any]) -> None:
+    """The serve --workers figure alone: a short run to repeat when the machine is quiet."""
+    load = os.getloadavg()
+    workers = bench_workers(cfg)
+    result = {
+        "rate_req_per_s": {n: median(r, "rate") for n, r in workers.items()},
+        "best_rate_req_per_s": {n: max(run["rate"] for run in r) for n, r in workers.items()},
+        "server_cores": {n: median(r, "server_cores") for n, r in workers.items()},
+        "loadgen_cores": {n: median(r, "loadgen_cores") for n, r in workers.items()},
+        "load_average_at_start": load,
+        "runs": workers,
+        "config": cfg,
+    }
+    OUT.mkdir(exist_ok=True)
+    (OUT / "serve_workers.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    for n, rate in result["rate_req_per_s"].items():
+        print(
+            f"  {n} worker(s): {rate:8.0f} req/s (best {result['best_rate_req_per_s'][n]:.0f}),"
+            f" server {result['server_cores'][n]:.2f} cores,"
+            f" load generator {result['loadgen_cores'][n]:.2f} cores"
+        )
+    print(f"written to {OUT / 'serve_workers.json'} (load average at start {load[0]:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help="profile the connector send path")
+    parser.add_argument(
+        "--serve-workers-only",
+        action="store_true",
+        help="measure only ratatosk serve --workers 1/2/3 (bench/out/serve_workers.json)",
+    )
     args = parser.parse_args()
     if args.worker:
         worker(json.loads(args.worker))
@@ -689,6 +718,9 @@ def main() -> None:
     cfg = settings()
     if args.profile:
         profile(cfg)
+        return
+    if args.serve_workers_only:
+        serve_workers_only(cfg)
         return
     started = time.monotonic()
     print(f"ratatosk benchmarks ({'quick' if cfg['quick'] else 'full'} run: {cfg})", flush=True)
