@@ -601,6 +601,12 @@ class WebhookCore:
         }
         self._not_post = method_not_allowed("POST")
         self._not_get = method_not_allowed("GET")
+        #: ``answer(route, request)``: gate, decode through the connector, dedup, hand off,
+        #: and tell telemetry if any. Chosen once here, so an unwatched answer costs no
+        #: extra call per request.
+        self.answer: Callable[[Route[Any], Incoming], Awaitable[Reply]] = (
+            self._answer if telemetry is None else self._observed
+        )
 
     def dispatch(self, method: str, path: str) -> Route[Any] | Reply:
         """The route for ``method`` on ``path`` (below any mount prefix), or the answer.
@@ -615,13 +621,7 @@ class WebhookCore:
             return HEALTHY if method in {"GET", "HEAD"} else self._not_get
         return NOT_FOUND
 
-    async def answer(self, route: Route[Any], request: Incoming) -> Reply:
-        """Gate, decode through the connector, dedup, hand off; told to telemetry if any."""
-        if self._telemetry is None:
-            return await self._answer(route, request, None)
-        return await self._observed(route, request, self._telemetry)
-
-    async def _answer(self, route: Route[E], request: Incoming, seen: _Seen | None) -> Reply:
+    async def _answer(self, route: Route[E], request: Incoming, seen: _Seen | None = None) -> Reply:
         admitted = await self._gate.admit(request)
         if isinstance(admitted, Reply):
             return admitted
@@ -638,8 +638,10 @@ class WebhookCore:
         keys = _delivery_keys(route.key_of(event), request.header(IDEMPOTENCY_HEADER))
         return await self._deliveries.deliver(keys, route.handler, event)
 
-    async def _observed(self, route: Route[Any], request: Incoming, telemetry: Telemetry) -> Reply:
+    async def _observed(self, route: Route[Any], request: Incoming) -> Reply:
         """The answer, watched: every answer (or a failure to answer) is told to ``telemetry``."""
+        telemetry = self._telemetry
+        assert telemetry is not None
         started = time.perf_counter()
         try:
             observation: WebhookObservation = telemetry.webhook_received(route.name)
