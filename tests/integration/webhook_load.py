@@ -499,6 +499,7 @@ class Outage:
 
     stopped: float = 0.0
     restarted: float = 0.0
+    drained: float = 0.0  # every delivery begun before the late repeats answered 200
     late_repeats: list[str] = field(default_factory=list)
 
     def covers(self, answer: Answer) -> bool:
@@ -530,6 +531,7 @@ async def send_through_restart(
     restart_after: int,
     late_repeats: int,
     seed: int,
+    min_outage: float = 0.0,
 ) -> Outage:
     """Deliver ``events`` while Redis is stopped and started again, and return the outage.
 
@@ -538,7 +540,8 @@ async def send_through_restart(
        Redis is stopped (``stop``: the process ends) while deliveries are
        in flight; everything refused meanwhile is retried with back-off;
     3. once ``restart_after`` deliveries were sent and answered during the
-       outage, Redis is started again, and every chain runs to its 200;
+       outage (and ``min_outage`` seconds have passed: a bench's longer
+       outage), Redis is started again, and every chain runs to its 200;
     4. ``late_repeats`` events of step 1 are delivered again, to another
        node: Twilio repeating an event handled before the outage.
     """
@@ -552,6 +555,8 @@ async def send_through_restart(
         outage.stopped = time.monotonic()
 
         def refused_enough() -> bool:
+            if time.monotonic() < outage.stopped + min_outage:
+                return False
             during = (a for a in caller.answers if a.sent >= outage.stopped)
             return sum(1 for a in during if a.status != 0) >= restart_after
 
@@ -559,6 +564,7 @@ async def send_through_restart(
         outage.restarted = time.monotonic()
         await start()
         await rest
+        outage.drained = time.monotonic()
     finally:
         if not rest.done():
             rest.cancel()
