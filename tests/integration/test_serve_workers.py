@@ -177,10 +177,23 @@ def _wait_gone(pid: int) -> None:
     raise AssertionError(f"process {pid} still runs after SIGKILL")
 
 
-def test_two_workers_share_one_port_a_killed_one_is_replaced_and_sigterm_stops_all() -> None:
+#: The standard loop, and the one ``serve`` picks by itself (uvloop when the speed extra is in).
+LOOPS = ["asyncio", "default"]
+
+
+def _on_loop(loop: str) -> dict[str, str]:
+    return _environ(RATATOSK_LOOP=loop) if loop == "asyncio" else _environ()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_two_workers_share_one_port_a_killed_one_is_replaced_and_sigterm_stops_all(
+    loop: str,
+) -> None:
     fake = FakeTwilio(ACCOUNT, TOKEN)
-    with supervisor("--workers", "2") as served:
+    with supervisor("--workers", "2", environ=_on_loop(loop)) as served:
         listening = served.next_event("listening")
+        if loop == "asyncio":
+            assert listening["loop"] == "asyncio"
         workers = set(listening["workers"])
         assert len(workers) == 2
         assert listening["port"] == served.port
@@ -217,13 +230,18 @@ def test_two_workers_share_one_port_a_killed_one_is_replaced_and_sigterm_stops_a
     assert_no_token(served.output(), ACCOUNT, TOKEN)
 
 
-def test_a_terminals_ctrl_c_reaches_every_process_and_all_stop_cleanly() -> None:
-    with supervisor("--workers", "2") as served:
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_group_stops_every_process_cleanly(
+    loop: str, signum: signal.Signals
+) -> None:
+    """A terminal's Ctrl-C, or systemd's SIGTERM to the cgroup: every process gets one."""
+    with supervisor("--workers", "2", environ=_on_loop(loop)) as served:
         workers = served.next_event("listening")["workers"]
-        # A terminal signals the whole foreground group: supervisor and workers alike.
-        os.killpg(served.process.pid, signal.SIGINT)
+        os.killpg(served.process.pid, signum)
         assert served.finish() == 0
     assert all(_gone(pid) for pid in workers)
+    assert "Traceback" not in served.output()
 
 
 def test_a_supervisor_killed_outright_takes_its_workers_with_it() -> None:

@@ -147,8 +147,7 @@ async def _serve_with(
         dedup=state.deduplicator() if state is not None else None,
     )
     # Stop requests are caught from before the server starts until it has closed: a second
-    # SIGTERM (systemd signals the whole group, the supervisor forwards one) cannot cut the
-    # graceful stop short.
+    # one (a SIGTERM to every process of a group) cannot cut the graceful stop short.
     async with _stop_requests(worker[1] if worker is not None else None) as stop:
         try:
             if worker is not None:
@@ -198,7 +197,7 @@ async def _stop_requests(lifeline: int | None) -> AsyncIterator[asyncio.Event]:
     signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     if lifeline is not None:
         # A worker: a terminal's Ctrl-C reaches the whole group, and the supervisor stops
-        # every worker in order (SIGTERM), so the worker itself leaves SIGINT alone.
+        # every worker in order (the lifeline), so the worker itself leaves SIGINT alone.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signals = (signal.SIGTERM,)
     for signum in signals:
@@ -218,6 +217,8 @@ async def _stop_requests(lifeline: int | None) -> AsyncIterator[asyncio.Event]:
             loop.remove_reader(lifeline)
         for signum in signals:
             loop.remove_signal_handler(signum)
+        if lifeline is not None:  # a worker on its way out: a late SIGTERM must not kill it
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def emulator(args: argparse.Namespace, out: Output) -> int:

@@ -14,10 +14,15 @@ them, restarts one that dies, and stops them all on SIGTERM or SIGINT:
   loop). The supervisor never writes on the *lifeline*; a worker stops
   gracefully at its EOF, so workers never outlive a supervisor killed with
   SIGKILL.
+* To stop a worker the supervisor closes its end of the lifeline, the same
+  request as its own death; the worker closes its server (within its
+  ``shutdown_timeout``) and exits 0, or is killed after ``STOP_GRACE``
+  seconds. One request, not a lifeline and a SIGTERM: a second request
+  arriving as a worker finishes could find the default SIGTERM action back
+  in place and kill it.
 * Workers ignore SIGINT: a Ctrl-C at the terminal reaches the whole process
-  group, and the supervisor alone acts on it, stopping every worker with
-  SIGTERM (each has its ``shutdown_timeout``), then SIGKILL after
-  ``STOP_GRACE`` seconds.
+  group, and the supervisor alone acts on it. A SIGTERM sent to a worker
+  directly (systemd signals the whole group) stops it gracefully too.
 * A worker that dies after it was ready is restarted; one that keeps dying
   within ``QUICK_DEATH`` seconds waits longer each time (up to ``MAX_BACKOFF``).
 """
@@ -41,7 +46,7 @@ from .loop import loop_name
 from .loop import run as run_loop
 from .output import EXIT_FAILED, EXIT_OK, Output
 
-#: Seconds a worker has to stop after SIGTERM before it is killed.
+#: Seconds a worker has to stop once asked before it is killed.
 STOP_GRACE: Final = 15.0
 #: Seconds a starting worker has to listen.
 START_TIMEOUT: Final = 60.0
@@ -176,12 +181,10 @@ class _Supervisor:
         return worker
 
     async def _reap(self, worker: _Worker) -> int:
-        """Stop ``worker`` (SIGTERM, then SIGKILL after the grace) and forget it; its status."""
+        """Stop ``worker`` (its lifeline closed, SIGKILL after the grace); forget it; its status."""
         with contextlib.suppress(OSError):
             os.close(worker.lifeline)
         if worker.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                worker.process.terminate()
             try:
                 async with asyncio.timeout(STOP_GRACE):
                     await worker.process.wait()
@@ -290,7 +293,7 @@ class _Supervisor:
             delay = min(max(delay, FIRST_BACKOFF) * 2, MAX_BACKOFF)
 
     async def _stop_all(self) -> int:
-        """SIGTERM every worker at once; EXIT_OK when each stopped by itself with status 0."""
+        """Stop every worker at once; EXIT_OK when each stopped by itself with status 0."""
         codes = await asyncio.gather(*(self._reap(w) for w in list(self._workers.values())))
         return EXIT_OK if all(code == 0 for code in codes) else EXIT_FAILED
 
