@@ -89,7 +89,7 @@ bench: $(STAMP)
 
 .PHONY: scale  ## the send queue with real workers: 20,000 sends, one killed (never part of test)
 scale: $(STAMP) redis-server
-	$(PY) bench/scale.py
+	$(PY) bench/scale.py && $(PY) bench/scale_webhooks.py
 
 .PHONY: soak  ## the long resilience figures (never part of test)
 soak: $(STAMP)
