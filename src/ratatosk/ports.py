@@ -257,6 +257,18 @@ class HasClock(Protocol):
 
 
 @runtime_checkable
+class HasRequestTimeout(Protocol):
+    """A transport whose every call ends, answered or failed, within ``request_timeout``.
+
+    The send's deadline needs no timer of its own around a call that the
+    transport already bounds more tightly (``send.call.CallTwilio``).
+    """
+
+    @property
+    def request_timeout(self) -> float: ...
+
+
+@runtime_checkable
 class HasTemplateCatalog(Protocol):
     """A transport that can also read the account's Content API templates.
 

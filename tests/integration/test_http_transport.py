@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import socket
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from ratatosk import ConnectionSettings, MessageBuilder, MessagingErrorCodes, __
 from ratatosk.adapters.twilio_http import AiohttpMessagingApi, HttpTimeouts
 from ratatosk.ports import ApiError, CreateMessageRequest, TransportError
 from ratatosk.twilio import TwilioChannelSchemas, TwilioErrorCodes, TwilioWhatsAppConnector
+from ratatosk.twilio.resilience import RetryPolicy, SendPolicy
 
 ACCOUNT = "AC" + "ab" * 16
 TOKEN = "transport-token-000111222333"
@@ -150,3 +153,58 @@ async def test_the_default_template_catalog_reads_through_the_clients_own_pool()
         await emulator.close()
     assert {t.friendly_name for t in templates} >= {"order_confirmed"}
     assert paths == ["/v1/ContentAndApprovals"]
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[str]:
+    """A server that reads each request and never answers it."""
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+def test_the_transport_names_the_longest_a_call_can_take() -> None:
+    api = AiohttpMessagingApi(ACCOUNT, TOKEN, timeouts=HttpTimeouts(total=30.0))
+    assert api.request_timeout == 31.0  # aiohttp rounds a deadline up to the next second
+
+
+async def test_a_callers_session_without_a_total_timeout_bounds_nothing() -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+        api = AiohttpMessagingApi(ACCOUNT, TOKEN, session=session)
+        assert api.request_timeout == math.inf
+
+
+@pytest.mark.parametrize(
+    ("deadline", "total", "said"),
+    [
+        (0.3, "30", "send deadline passed"),  # the deadline first: the stage's own timer
+        (60.0, "0.3", "Twilio did not answer in time"),  # the transport's total first
+    ],
+)
+async def test_an_unanswered_send_ends_at_the_earlier_of_deadline_and_total(
+    silent: str, deadline: float, total: str, said: str
+) -> None:
+    policy = SendPolicy(retry=RetryPolicy(deadline=deadline), reconcile=False)
+    settings = _settings(silent).set_parameter("HttpTotalTimeout", total)
+    connector = TwilioWhatsAppConnector(
+        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, send_policy=policy
+    )
+    async with connector:
+        message = MessageBuilder().to_phone("whatsapp:+15550002222").with_text("hi").build()
+        result = await connector.send_message(message)
+    assert result.error is not None
+    assert result.error.code == TwilioErrorCodes.SEND_WHATSAPP_MESSAGE_FAILED
+    assert said in result.error.message
+    assert result.error.details["maybe_delivered"] is True

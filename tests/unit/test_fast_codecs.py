@@ -18,7 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratatosk.domain.endpoint import _parse_plain_e164
+from ratatosk.domain.endpoint import (
+    _parse_plain_e164,
+    _possible_length,
+    parse_whatsapp_number,
+)
 from ratatosk.domain.message import _new_id
 from ratatosk.twilio import wire
 from ratatosk.twilio.signature import TwilioSignatureValidator, compute_signature, url_variants
@@ -154,3 +158,47 @@ def test_plain_e164_takes_the_shortcut_for_ordinary_mobiles(digits: str) -> None
 @given(st.text("0123456789", min_size=1, max_size=15))
 def test_plain_e164_agrees_with_parse_on_any_digits(digits: str) -> None:
     assert _agrees(digits)
+
+
+def _reference_address(digits: str) -> str | None:
+    """What parse_whatsapp_number gave for ``+digits`` before its shortcut skipped phonenumbers."""
+    try:
+        number = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return None
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if e164 != "+" + digits:
+        again = phonenumbers.format_number(
+            phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.E164
+        )
+        if again != e164:
+            return None
+    return "whatsapp:" + e164
+
+
+def test_possible_length_is_is_possible_number_for_every_country_code() -> None:
+    rng = random.Random(14)
+    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+        for national in _nationals_for(code, rng):
+            if national[0] == "0":
+                continue  # a leading zero is kept apart from the length (never the shortcut)
+            number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+            reason = phonenumbers.is_possible_number_with_reason(number)
+            expected = reason == phonenumbers.ValidationResult.IS_POSSIBLE
+            assert _possible_length(code, len(national)) is expected, (code, national)
+
+
+def test_parsed_addresses_are_what_phonenumbers_gives_for_every_country_code() -> None:
+    rng = random.Random(15)
+    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+        for national in _nationals_for(code, rng):
+            digits = str(code) + national
+            assert parse_whatsapp_number("+" + digits).address == _reference_address(digits), digits
+
+
+@given(st.text("0123456789", min_size=2, max_size=15))
+def test_parsed_addresses_are_what_phonenumbers_gives_on_any_digits(digits: str) -> None:
+    assert parse_whatsapp_number("whatsapp:+" + digits).address == _reference_address(digits)

@@ -132,6 +132,17 @@ class AiohttpMessagingApi:
             content_base_url=content_base_url(settings),
         )
 
+    @property
+    def request_timeout(self) -> float:
+        """The longest one call can take (``ports.HasRequestTimeout``): the total timeout.
+
+        One second more, because aiohttp rounds a deadline of 5 s or more up to
+        the next whole second. A caller's session is bounded by its own total,
+        if it has one.
+        """
+        total = self._session.timeout.total if self._session is not None else self._timeouts.total
+        return math.inf if total is None or total <= 0 else total + 1.0
+
     def template_catalog(self) -> ContentApiTemplateCatalog:
         """The account's Content API templates, read with this client's credentials and pool."""
         return ContentApiTemplateCatalog(
@@ -158,7 +169,8 @@ class AiohttpMessagingApi:
             async with self._client().request(method, url, data=data, headers=headers) as response:
                 raw = await response.read()
                 status = response.status
-                retry_after = response.headers.get("Retry-After")
+                # Read only where it is used: the error of a refused call.
+                retry_after = None if 200 <= status < 300 else response.headers.get("Retry-After")
         except aiohttp.ClientConnectorError as exc:
             raise TransportError(
                 f"cannot connect to {self.base_url}: {exc.strerror or exc}", maybe_delivered=False

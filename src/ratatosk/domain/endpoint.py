@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
+from collections.abc import Callable
 
 import attrs
 import phonenumbers
@@ -105,7 +106,16 @@ def _parse_cached(text: str, strict: bool) -> ParsedNumber:
     cleaned = digits.translate(_VISUAL_SEPARATORS)
     if not cleaned.isascii() or not cleaned.isdigit() or not 2 <= len(cleaned) <= 15:
         return ParsedNumber(None, NumberProblem.NOT_E164, had_prefix)
-    number = _parse_plain_e164(cleaned)
+    parts = _plain_e164_parts(cleaned)
+    if parts is not None and not strict:
+        # The shortcut (adr/0014) without phonenumbers objects: "possible" is a length
+        # check per country code, and the E.164 form of a number with no leading zero
+        # is its own digits (see _possible_length).
+        code, national = parts
+        if not _possible_length(code, len(national)):
+            return ParsedNumber(None, NumberProblem.NOT_POSSIBLE, had_prefix)
+        return ParsedNumber(WHATSAPP_PREFIX + "+" + cleaned, None, had_prefix)
+    number = None if parts is None else _number(*parts)
     if number is None:
         try:
             number = phonenumbers.parse("+" + cleaned, None)
@@ -136,6 +146,16 @@ def _parse_plain_e164(digits: str) -> phonenumbers.PhoneNumber | None:
     test compares it with ``parse`` over every country code and region
     (adr/0014). A never-seen recipient costs about 3 µs instead of 13.
     """
+    parts = _plain_e164_parts(digits)
+    return None if parts is None else _number(*parts)
+
+
+def _number(code: int, national: str) -> phonenumbers.PhoneNumber:
+    return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+
+
+def _plain_e164_parts(digits: str) -> tuple[int, str] | None:
+    """(country code, national number) where :func:`_parse_plain_e164` takes its shortcut."""
     if len(digits) < 4 or digits[0] == "0" or not digits.isdigit() or not digits.isascii():
         return None
     for size in (1, 2, 3):
@@ -147,14 +167,45 @@ def _parse_plain_e164(digits: str) -> phonenumbers.PhoneNumber | None:
     national = digits[size:]
     if len(national) < 2 or national[0] == "0":
         return None
+    matches_prefix = _national_prefix_for_parsing(code)
+    if matches_prefix is None or matches_prefix(national):
+        return None
+    return code, national
+
+
+@functools.lru_cache(maxsize=512)
+def _national_prefix_for_parsing(code: int) -> Callable[[str], object] | None:
+    """The country's national-prefix pattern, matched as ``re.match`` would (no pattern: never).
+
+    None when phonenumbers has no metadata for the code. Cached per country
+    code (a few hundred), which is what ``re.match`` re-derives on every call.
+    """
     region = phonenumbers.region_code_for_country_code(code)
     metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
     if metadata is None:
         return None
     prefix = metadata.national_prefix_for_parsing
-    if prefix and re.match(prefix, national):
-        return None
-    return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    return re.compile(prefix).match if prefix else _never
+
+
+def _never(_: str) -> None:
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _possible_length(code: int, length: int) -> bool:
+    """Whether a national number of ``length`` digits is possible under ``code``.
+
+    ``is_possible_number`` checks only the length for the number's country
+    code (phonenumbers documents it so: "it only checks the length of phone
+    numbers"), so one answer serves every number of that shape, and the
+    number asked about here (all ones) stands for all of them. At most a few
+    thousand (code, length) pairs exist. A test compares it with
+    ``is_possible_number_with_reason`` on numbers of every country code.
+    """
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=int("1" * length))
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    return bool(reason == phonenumbers.ValidationResult.IS_POSSIBLE)
 
 
 def _is_fixed_point(e164: str) -> bool:

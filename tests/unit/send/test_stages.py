@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import random
 from collections.abc import Sequence
 
@@ -124,6 +125,91 @@ async def test_an_answer_past_the_deadline_is_a_lost_answer() -> None:
     with pytest.raises(TransportError) as caught:
         await CallTwilio(Hanging(), clock).create(REQUEST, t)
     assert caught.value.maybe_delivered
+
+
+class Bounded(Listing):
+    """A transport that says its calls end within ``request_timeout`` (the aiohttp adapter)."""
+
+    def __init__(self, bound: float, *, hang: bool = False) -> None:
+        super().__init__()
+        self.bound = bound
+        self.hang = hang
+
+    @property
+    def request_timeout(self) -> float:
+        return self.bound
+
+    async def create_message(self, request: CreateMessageRequest) -> MessageResource:
+        if self.hang:
+            await asyncio.Event().wait()
+        return resource()
+
+
+def timers_armed(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays of the ``asyncio.timeout`` timers armed from now on."""
+    armed: list[float] = []
+    real = asyncio.timeout
+
+    def spy(delay: float | None) -> asyncio.Timeout:
+        armed.append(delay if delay is not None else math.inf)
+        return real(delay)
+
+    monkeypatch.setattr(asyncio, "timeout", spy)
+    return armed
+
+
+async def test_no_timer_when_the_transport_ends_the_call_before_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    armed = timers_armed(monkeypatch)
+    clock = ManualClock()
+    answer = await CallTwilio(Bounded(31.0), clock).create(REQUEST, trace(clock))  # 60 s left
+    assert answer == resource()
+    assert armed == []
+
+
+async def test_a_timer_when_the_deadline_comes_before_the_transport_gives_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    armed = timers_armed(monkeypatch)
+    clock = ManualClock()
+    t = trace(clock)
+    t.deadline = clock.monotonic() + 12.5
+    assert await CallTwilio(Bounded(31.0), clock).create(REQUEST, t) == resource()
+    assert armed == [12.5]
+
+
+async def test_a_timer_on_every_call_of_a_transport_that_names_no_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Answering(Listing):
+        async def create_message(self, request: CreateMessageRequest) -> MessageResource:
+            return resource()
+
+    armed = timers_armed(monkeypatch)
+    clock = ManualClock()
+    await CallTwilio(Answering(), clock).create(REQUEST, trace(clock))
+    assert armed == [60.0]
+
+
+async def test_a_bounded_transport_past_the_deadline_is_still_cut_off() -> None:
+    clock = ManualClock()
+    t = trace(clock)
+    t.deadline = clock.monotonic() - 1.0  # over: shorter than any bound
+    with pytest.raises(TransportError, match="send deadline passed") as caught:
+        await CallTwilio(Bounded(31.0, hang=True), clock).create(REQUEST, t)
+    assert caught.value.maybe_delivered
+
+
+async def test_the_bound_is_read_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    armed = timers_armed(monkeypatch)
+    clock = ManualClock()
+    api = Bounded(31.0)
+    call = CallTwilio(api, clock)
+    await call.create(REQUEST, trace(clock))
+    api.bound = math.inf  # e.g. a closed session replaced by one with no total timeout
+    await call.create(REQUEST, trace(clock))
+    assert armed == [60.0]
 
 
 # --- throttle ----------------------------------------------------------------------------

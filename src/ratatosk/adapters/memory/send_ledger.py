@@ -80,10 +80,11 @@ class InMemorySendLedger:
         now = self._now()
         _expire(self._ids, now)
         known = self._ids.get(message_id)
-        if known is None:
-            self._keep(
-                message_id, _Id(now + self._ttl, fingerprint, None, True, now + self._lease, at)
-            )
+        if known is None:  # not kept: stored last with no pop, as _keep would
+            ids = self._ids
+            ids[message_id] = _Id(now + self._ttl, fingerprint, None, True, now + self._lease, at)
+            if len(ids) > self._max:
+                _bound(ids, self._max)
             return LedgerEntry(state=LedgerState.NEW, first_attempt=at)
         first = known.first_attempt
         if known.fingerprint != fingerprint:
@@ -106,7 +107,8 @@ class InMemorySendLedger:
     ) -> None:
         known = self._ids.pop(message_id, None)
         if known is not None and outcome is not None:
-            done = _Id(
+            # Stored last (expiry order); one out, one in, so the bound still holds.
+            self._ids[message_id] = _Id(
                 self._now() + self._ttl,
                 known.fingerprint,
                 dict(outcome),
@@ -114,7 +116,6 @@ class InMemorySendLedger:
                 None,
                 known.first_attempt,
             )
-            self._keep(message_id, done)
 
     def _keep(self, message_id: str, entry: _Id) -> None:
         """Store ``entry`` last: insertion order stays expiry order (one ttl for all)."""
@@ -156,9 +157,12 @@ class InMemorySendLedger:
         holder = None if held is None or held[1] == send else held[1]
         if holder is not None and adopted:
             return holder
-        self._claims.pop(sid, None)
-        self._claims[sid] = (now + self._ttl, send)
-        _bound(self._claims, self._max)
+        claims = self._claims
+        if held is not None:
+            del claims[sid]  # stored again last: insertion order stays expiry order
+        claims[sid] = (now + self._ttl, send)
+        if len(claims) > self._max:
+            _bound(claims, self._max)
         return holder
 
     async def claimed(self, sids: Sequence[str]) -> frozenset[str]:

@@ -369,9 +369,7 @@ class SendPipeline:
             except StateStoreError as exc:  # its lane entry lapses on the store by itself
                 log.error("message %s could not leave its lane: %s", message.id, exc)
         if isinstance(answer, MessageResource):
-            return ConnectorResult.success(
-                sent_result(message.id, answer, trace, self._clock.now())
-            )
+            return ConnectorResult.success(sent_result(message.id, answer, trace, self._clock.now))
         failure = _failure(answer, trace, request)
         return ConnectorResult.failure(failure.with_details(message_id=message.id))
 

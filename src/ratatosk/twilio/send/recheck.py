@@ -130,7 +130,7 @@ class Recheck:
         if looked.found is not None:
             trace.reconciled = True
             log.info("message %s rechecked: Twilio has %s", message_id, looked.found.sid)
-            sent = sent_result(message_id, looked.found, trace, self._clock.now())
+            sent = sent_result(message_id, looked.found, trace, self._clock.now)
             sent = attrs.evolve(sent, data={**sent.data, "rechecked": True})
             return _recorded(ConnectorResult.success(sent))
         if not looked.absent or delivery is None:

@@ -87,27 +87,31 @@ class CreateStage(Protocol):
 
 
 def sent_result(
-    message_id: str, resource: MessageResource, trace: SendTrace, now: dt.datetime
+    message_id: str, resource: MessageResource, trace: SendTrace, now: Callable[[], dt.datetime]
 ) -> SendResult:
-    """The success of a send: Twilio's resource and what the send took (``trace``)."""
-    data: dict[str, Any] = {
-        "twilio_status": resource.status,
-        "to": resource.to,
-        "from": resource.from_,
-        "channel": "whatsapp",
-        "num_segments": resource.num_segments,
-        "num_media": resource.num_media,
-        "price": resource.price,
-        "price_unit": resource.price_unit,
-        "messaging_service_sid": resource.messaging_service_sid,
-        **trace.report(),
-    }
+    """The success of a send: Twilio's resource and what the send took (``trace``).
+
+    ``now`` is asked only when Twilio's answer has no creation date.
+    """
+    fields = (
+        ("twilio_status", resource.status),
+        ("to", resource.to),
+        ("from", resource.from_),
+        ("channel", "whatsapp"),
+        ("num_segments", resource.num_segments),
+        ("num_media", resource.num_media),
+        ("price", resource.price),
+        ("price_unit", resource.price_unit),
+        ("messaging_service_sid", resource.messaging_service_sid),
+    )
+    data: dict[str, Any] = {k: v for k, v in fields if v is not None}
+    data.update(trace.report())  # never None
     return SendResult(
         message_id=message_id,
         provider_message_id=resource.sid,
         status=wire.map_status(resource.status),
-        timestamp=resource.date_created or now,
-        data={k: v for k, v in data.items() if v is not None},
+        timestamp=resource.date_created or now(),
+        data=data,
     )
 
 

@@ -36,5 +36,8 @@ class Throttle:
             if wait > 0:
                 trace.paced += wait
                 await self._clock.sleep(wait)
-        async with self._slots:
+        await self._slots.acquire()  # not `async with`: two coroutine frames fewer per send
+        try:
             return await self._inner.create(request, trace)
+        finally:
+            self._slots.release()

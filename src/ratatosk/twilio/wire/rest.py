@@ -78,8 +78,8 @@ def format_rfc2822(value: dt.datetime) -> str:
 
 def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
-    if value is None:
-        return None
+    if value is None or type(value) is str:  # what JSON gives: answered without more checks
+        return value
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -94,6 +94,8 @@ def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
     value = data.get(key)
     if value is None or value == "":
         return None
+    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= 18:
+        return int(value)  # Twilio's counts ("1"): what the pattern below accepts, sooner
     if isinstance(value, bool):
         raise WireError(f"{key} is not an integer")
     if isinstance(value, int):
