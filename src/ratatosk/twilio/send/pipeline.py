@@ -294,6 +294,8 @@ class SendPipeline:
         traces: list[SendTrace],
         observation: SendObservation | None,
     ) -> ConnectorResult[SendResult]:
+        if self._guard is None and plan.template is None:  # nothing to prepare: the usual send
+            return await self._ask_twilio(message, plan.request, None, traces, observation)
         prepared = await self._prepare(message, plan)
         if isinstance(prepared, ConnectorError):
             return ConnectorResult.failure(prepared)
