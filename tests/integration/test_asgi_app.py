@@ -134,6 +134,8 @@ def test_uvicorn_serves_the_bootstrap_app_and_its_lifespan_owns_the_connector(
     assert code in {0, -signal.SIGTERM}, "".join(server.stderr)
     assert "Application shutdown complete." in "".join(server.stderr)
     assert {"connector": "Shutdown"} in last  # the lifespan's shutdown closed what it opened
+    # The forged one was explained in the log (the same diagnosis as the aiohttp server's).
+    assert f"refused a webhook to '{PATH}', URL from the request's Host" in "".join(server.stderr)
     assert_no_token("".join(server.stderr), emulator.account_sid, emulator.auth_token)
 
 

@@ -32,11 +32,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from ratatosk import ConnectionSettings, Message, MessageBuilder, ReceiveResult
 from ratatosk.adapters.otel import OpenTelemetry, mask_number
-from ratatosk.bootstrap import build_connector, build_webhook_app
+from ratatosk.bootstrap import build_asgi_webhook_app, build_connector, build_webhook_app
 from ratatosk.ports import RetryNotice
 from ratatosk.testing import BackgroundEmulator, FakeTwilio
 from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector
 from readme_text import blocks, section
+from webhook_apps import serve_asgi
 
 SENDER = "whatsapp:+14155238886"
 CUSTOMER = "whatsapp:+15551234567"
@@ -248,9 +249,12 @@ class Served:
             return response.status
 
 
-@pytest.fixture
-async def served(sdk: Exported) -> AsyncIterator[Served]:
-    """The webhook server through bootstrap, on loopback, watched by the connector's telemetry."""
+@pytest.fixture(params=["aiohttp", "asgi"])
+async def served(sdk: Exported, request: pytest.FixtureRequest) -> AsyncIterator[Served]:
+    """The webhook server through bootstrap, on loopback, watched by the connector's telemetry.
+
+    Both apps: aiohttp's, and the ASGI one under uvicorn (one core watches both).
+    """
     fake = FakeTwilio()
     connector = build_connector(settings_for(fake), environ={}, transport=fake, telemetry=sdk.otel)
     (await connector.initialize()).unwrap()
@@ -261,6 +265,12 @@ async def served(sdk: Exported) -> AsyncIterator[Served]:
         received.append(event)
         handler_spans.append(trace.get_current_span())
 
+    if request.param == "asgi":
+        url, stop = await serve_asgi(build_asgi_webhook_app(connector, on_message=on_message))
+        yield Served(url, fake, received, handler_spans)
+        await stop()
+        await connector.shutdown()
+        return
     runner = web.AppRunner(build_webhook_app(connector, on_message=on_message))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
