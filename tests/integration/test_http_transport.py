@@ -155,12 +155,16 @@ async def test_the_default_template_catalog_reads_through_the_clients_own_pool()
     assert paths == ["/v1/ContentAndApprovals"]
 
 
-@pytest.fixture
-async def silent() -> AsyncIterator[str]:
-    """A server that reads each request and never answers it."""
+@pytest.fixture(params=["no answer", "headers, then no body"])
+async def silent(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A server that reads each request and never finishes its answer."""
 
-    async def handle(request: web.Request) -> web.Response:
-        await request.read()
+    async def handle(incoming: web.Request) -> web.StreamResponse:
+        await incoming.read()
+        if request.param == "headers, then no body":
+            answer = web.StreamResponse(status=201, headers={"Content-Length": "100"})
+            await answer.prepare(incoming)
+            await answer.write(b'{"sid": ')
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
