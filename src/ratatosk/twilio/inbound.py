@@ -59,4 +59,3 @@ async def track(tracker: StatusTracker, update: StatusUpdate) -> StatusUpdate:
             "reports": len(timeline.history),
         },
     )
-
