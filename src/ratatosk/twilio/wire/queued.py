@@ -7,7 +7,8 @@ same content, same properties, or a redelivery would look like another
 message. Scalars travel as themselves; anything else (lists, tuples,
 mappings, dates, a ``FallbackTemplate``, a non-finite float) as a tagged
 object ``{"$": kind, "v": ...}``, so decoding gives back the same types,
-not their nearest JSON cousin. A value with no such form is refused when
+not their nearest JSON cousin (a datetime keeps its wall time and UTC
+offset; a named zone comes back as that fixed offset). A value with no such form is refused when
 submitted (MESSAGE_SERIALIZATION_FAILED), never mangled on the way.
 
 A final result travels as ``{"message_id", "sid", "status", "timestamp",
