@@ -109,11 +109,19 @@ def open_redis(url: str) -> RedisStores:
     return RedisStores.from_url(url)
 
 
-def redis_plugs(stores: RedisStores, policy: SendPolicy) -> dict[str, Any]:
-    """The state plugs a connector takes from ``stores`` (no limiter when the policy has none)."""
+def sender_rates(settings: ConnectionSettings) -> dict[str, float]:
+    """``SenderRates``: the senders that have a rate of their own, for every limiter."""
+    return {k: float(v) for k, v in setting_pairs(settings, "SenderRates").items()}
+
+
+def redis_plugs(
+    stores: RedisStores, policy: SendPolicy, rates: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """The state plugs a connector takes from ``stores`` (no limiter when the policy has none);
+    ``rates`` are the senders' own rates (``SenderRates``)."""
     limiter = None
     if policy.rate_per_sender is not None:
-        limiter = stores.rate_limiter(policy.rate_per_sender, policy.burst)
+        limiter = stores.rate_limiter(policy.rate_per_sender, policy.burst, rates=rates)
     return {
         "rate_limiter": limiter,
         "send_ledger": stores.send_ledger(lease=lease_for(policy)),
@@ -141,7 +149,7 @@ def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolic
     url = redis_url(settings)
     if url is not None and _lacks_state(plugs, policy):
         stores = open_redis(url)
-        shared = redis_plugs(stores, policy)
+        shared = redis_plugs(stores, policy, sender_rates(settings))
         plugs = attrs.evolve(
             plugs,
             **{name: plug for name, plug in shared.items() if getattr(plugs, name) is None},
@@ -154,9 +162,8 @@ def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolic
     catalog = plugs.template_catalog or template_catalog_for(settings, transport)
     limiter = plugs.rate_limiter
     if limiter is None and policy.rate_per_sender is not None:
-        rates = {k: float(v) for k, v in setting_pairs(settings, "SenderRates").items()}
         limiter = InMemoryRateLimiter(
-            policy.rate_per_sender, policy.burst, clock.monotonic, rates=rates
+            policy.rate_per_sender, policy.burst, clock.monotonic, rates=sender_rates(settings)
         )
     windows = plugs.conversation_window
     if windows is None and settings.get_bool("ConversationWindowGuard"):
@@ -222,12 +229,15 @@ def build_connector(
     or queue. Whatever is not given is chosen by :func:`complete_plugs` at
     ``initialize`` (Redis of its own when ``RedisUrl`` is set).
     """
-    shared = redis_plugs(redis, send_policy or SendPolicy()) if redis is not None else {}
+    resolved = settings_from_env(environ, settings)
+    shared = {}
+    if redis is not None:
+        shared = redis_plugs(redis, send_policy or SendPolicy(), sender_rates(resolved))
     if conversation_window is not None:
         shared["conversation_window"] = conversation_window
     return TwilioWhatsAppConnector(
         TwilioChannelSchemas.TWILIO_WHATSAPP,
-        settings_from_env(environ, settings),
+        resolved,
         transport=transport,
         template_catalog=template_catalog,
         clock=clock,
@@ -398,10 +408,14 @@ def build_worker(
             f"{visibility_timeout:g} s) must exceed the ledger's lease ({lease:g} s), or a dead "
             "worker's message is dead-lettered before it can be looked at again"
         )
-    plugs = {**redis_plugs(redis, policy), "send_ledger": redis.send_ledger(lease=lease)}
+    resolved = settings_from_env(environ, settings)
+    plugs = {
+        **redis_plugs(redis, policy, sender_rates(resolved)),
+        "send_ledger": redis.send_ledger(lease=lease),
+    }
     connector = TwilioWhatsAppConnector(
         TwilioChannelSchemas.TWILIO_WHATSAPP,
-        settings_from_env(environ, settings),
+        resolved,
         send_policy=policy,
         telemetry=telemetry,
         **plugs,

@@ -98,6 +98,23 @@ class TestEveryPortAtOnce:
             for close in plugs.closers:
                 await close()
 
+    async def test_a_senders_own_rate_holds_on_redis_too(self, redis_server: RedisServer) -> None:
+        """``SenderRates`` reaches the shared limiter, not only the in-memory one."""
+        slow = "whatsapp:+14155550100"
+        settings = (
+            ConnectionSettings()
+            .set_parameter("RedisUrl", redis_server.url, sensitive=True)
+            .set_parameter("SenderRates", f"{slow}=1")
+        )
+        plugs = complete_plugs(Plugs(transport=FakeTwilio()), settings, SendPolicy())
+        try:
+            assert plugs.rate_limiter is not None
+            await plugs.rate_limiter.reserve(slow)
+            assert await plugs.rate_limiter.reserve(slow) > 0.5  # 1/s: the next slot is ~1 s on
+        finally:
+            for close in plugs.closers:
+                await close()
+
     async def test_what_one_process_sent_another_does_not_send_again(
         self, redis_server: RedisServer
     ) -> None:

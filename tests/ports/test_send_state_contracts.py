@@ -68,11 +68,13 @@ def _redis(build: Callable[..., Any]) -> Callable[[], Subject]:
 
 LIMITER_ADAPTERS = {
     "in-memory": _in_memory(
-        lambda clock, rate=10.0, burst=2.0: InMemoryRateLimiter(rate, burst, clock)
+        lambda clock, rate=10.0, burst=2.0, rates=None: InMemoryRateLimiter(
+            rate, burst, clock, rates=rates
+        )
     ),
     "redis": _redis(
-        lambda m, rate=10.0, burst=2.0: RedisRateLimiter(
-            m.client, rate, burst, prefix=m.prefix, now=m
+        lambda m, rate=10.0, burst=2.0, rates=None: RedisRateLimiter(
+            m.client, rate, burst, prefix=m.prefix, now=m, rates=rates
         )
     ),
 }
@@ -142,6 +144,18 @@ class TestRateLimiter:
         assert await limiter.reserve("a") == 0.0
         await limiter_subject.advance(0.1)
         assert await limiter.reserve("a") == pytest.approx(0.0, abs=1e-9)
+
+    async def test_a_sender_with_a_rate_of_its_own_is_paced_by_it(
+        self, limiter_subject: Subject
+    ) -> None:
+        """``SenderRates``: one number at 2/s beside the default 10/s, its burst capped at 2."""
+        limiter: RateLimiter = limiter_subject.make(
+            rate=10.0, burst=5.0, rates={"whatsapp:+14155238886": 2.0}
+        )
+        slow = [await limiter.reserve("whatsapp:+14155238886") for _ in range(4)]
+        fast = [await limiter.reserve("whatsapp:+15005550006") for _ in range(6)]
+        assert slow == pytest.approx([0.0, 0.0, 0.5, 1.0])
+        assert fast == pytest.approx([0.0] * 5 + [0.1])
 
     async def test_concurrent_reservations_never_share_a_slot(
         self, limiter_subject: Subject

@@ -11,6 +11,7 @@ own errors, and each passes its port's contract suite (``tests/ports``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -94,8 +95,12 @@ class RedisStores:
     def deduplicator(self, *, ttl: float = 24 * 3600.0, lease: float = 120.0) -> RedisDeduplicator:
         return RedisDeduplicator(self.redis, prefix=self.prefix, ttl=ttl, lease=lease)
 
-    def rate_limiter(self, rate: float, burst: float) -> RedisRateLimiter:
-        return RedisRateLimiter(self.redis, rate, burst, prefix=self.prefix, now=self._now)
+    def rate_limiter(
+        self, rate: float, burst: float, *, rates: Mapping[str, float] | None = None
+    ) -> RedisRateLimiter:
+        return RedisRateLimiter(
+            self.redis, rate, burst, prefix=self.prefix, now=self._now, rates=rates
+        )
 
     def send_ledger(
         self, *, ttl: float = 24 * 3600.0, lease: float = DEFAULT_SEND_LEASE

@@ -10,6 +10,7 @@ one is the same bucket.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from redis.asyncio import Redis
@@ -45,11 +46,14 @@ return {string.format('%.17g', wait), string.format('%.17g', now)}
 class RedisRateLimiter:
     """``rate`` requests per second per key, bursts up to ``burst``, counted in Redis.
 
+    ``rates`` gives particular keys (senders) their own rate, their burst
+    capped at it, as the in-memory limiter does (the ``SenderRates`` setting):
+    every process must know them, since the rate travels with each call.
     ``now`` is for tests that keep their own time; by default the server's
     clock decides, which is what makes the count shared.
     """
 
-    __slots__ = ("_burst", "_now", "_prefix", "_rate", "_reserve")
+    __slots__ = ("_burst", "_default", "_now", "_prefix", "_rate", "_rates", "_reserve")
 
     def __init__(
         self,
@@ -59,10 +63,18 @@ class RedisRateLimiter:
         *,
         prefix: str = DEFAULT_PREFIX,
         now: Now = None,
+        rates: Mapping[str, float] | None = None,
     ) -> None:
         TokenBucket(rate=rate, burst=burst)  # the one place that checks rate and burst
+        self._rates = {
+            key: (repr(float(key_rate)), repr(float(max(min(burst, key_rate), 1.0))))
+            for key, key_rate in (rates or {}).items()
+        }
+        for key_rate in (rates or {}).values():
+            TokenBucket(rate=key_rate, burst=max(min(burst, key_rate), 1.0))
         self._rate = rate
         self._burst = burst
+        self._default = (repr(float(rate)), repr(float(burst)))
         self._prefix = check_prefix(prefix) + "rate:"
         self._now = now
         self._reserve = redis.register_script(_RESERVE)
@@ -85,9 +97,9 @@ class RedisRateLimiter:
         return now + wait
 
     async def _book(self, key: str) -> tuple[float, float]:
+        rate, burst = self._rates.get(key, self._default)
         with unavailable("book a request slot"):
             wait, now = await self._reserve(
-                keys=[f"{self._prefix}{{{key}}}"],
-                args=[repr(float(self._rate)), repr(float(self._burst)), now_arg(self._now)],
+                keys=[f"{self._prefix}{{{key}}}"], args=[rate, burst, now_arg(self._now)]
             )
         return float(text(wait)), float(text(now))
