@@ -26,6 +26,8 @@ from ..twilio.outbox import Outbox
 from ..twilio.resilience import SendPolicy
 from ..twilio.schema import is_redis_url
 from ..twilio.send import Delivery
+from .loop import loop_name
+from .loop import run as run_loop
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, one_line
 
 if TYPE_CHECKING:
@@ -126,7 +128,7 @@ def worker(args: argparse.Namespace, out: Output) -> int:
     ):
         out.emit("usage", "error: --visibility-timeout and --lease must be positive")
         return EXIT_USAGE
-    return asyncio.run(_work(args, out, url))
+    return run_loop(_work(args, out, url))
 
 
 async def _work(args: argparse.Namespace, out: Output, url: str) -> int:
@@ -175,13 +177,14 @@ async def _work_with(args: argparse.Namespace, out: Output, stores: RedisStores)
             "worker",
             f"worker {consumer}: sending queue {args.queue_name!r} from Redis at {stores.where} "
             f"(concurrency {args.concurrency}, {settings.delivery.value}, "
-            f"{args.rate:g}/s per sender)",
+            f"{args.rate:g}/s per sender; {loop_name()} loop)",
             consumer=consumer,
             queue=args.queue_name,
             redis=stores.where,
             concurrency=args.concurrency,
             delivery=settings.delivery.value,
             rate=args.rate,
+            loop=loop_name(),
         )
         report = await queue_worker.run()
         for signum in (signal.SIGTERM, signal.SIGINT):
