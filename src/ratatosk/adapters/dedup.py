@@ -17,17 +17,24 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-import attrs
-
 from ..ports import Claim
 
 
-@attrs.define
 class _Entry:
-    done: bool
-    expires: float
-    #: Set when the claim settles (completed, released, lapsed or dropped): waiters look again.
-    settled: asyncio.Event = attrs.field(factory=asyncio.Event)
+    """One key's state; the event a repeat waits on exists only once someone waits."""
+
+    __slots__ = ("done", "expires", "settled")
+
+    def __init__(self, done: bool, expires: float) -> None:
+        self.done = done
+        self.expires = expires
+        #: Set when the claim settles (completed, released, lapsed or dropped): waiters look
+        #: again. Made by the first waiter: nearly every key is settled with nobody waiting.
+        self.settled: asyncio.Event | None = None
+
+    def settle(self) -> None:
+        if self.settled is not None:
+            self.settled.set()
 
 
 class InMemoryDeduplicator:
@@ -80,6 +87,8 @@ class InMemoryDeduplicator:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return Claim.IN_FLIGHT
+            if entry.settled is None:
+                entry.settled = asyncio.Event()
             try:  # wake at the outcome, the end of the wait, or when the lease lapses
                 async with asyncio.timeout(min(remaining, entry.expires - now)):
                     await entry.settled.wait()
@@ -90,7 +99,7 @@ class InMemoryDeduplicator:
         entry = self._entries.pop(key, None)
         self._entries[key] = _Entry(done=True, expires=self._now() + self._ttl)
         if entry is not None:
-            entry.settled.set()
+            entry.settle()
         self._trim()
 
     async def release(self, key: str) -> None:
@@ -103,7 +112,7 @@ class InMemoryDeduplicator:
             self._drop(next(iter(self._entries)))
 
     def _drop(self, key: str) -> None:
-        self._entries.pop(key).settled.set()
+        self._entries.pop(key).settle()
 
     def _expire(self, now: float) -> None:
         # Completions are appended in time order, so stop at the first live key; a

@@ -26,11 +26,12 @@ def _signed_params(params: Params) -> str:
     parts: list[str] = []
     for key in sorted(params):
         value = params[key]
-        values = [value] if isinstance(value, str) else list(value)
-        if len(values) == 1:
-            parts.append(key + values[0])
+        if isinstance(value, str):
+            parts.append(key + value)
+        elif len(value) == 1:  # a webhook's every field, nearly always
+            parts.append(key + value[0])
         else:
-            parts.extend([key + item for item in sorted(set(values))])
+            parts.extend([key + item for item in sorted(set(value))])
     return "".join(parts)
 
 
@@ -85,14 +86,18 @@ _url_variants_cached = functools.lru_cache(maxsize=64)(url_variants)
 class TwilioSignatureValidator:
     """Validates ``X-Twilio-Signature`` with the account's auth token.
 
-    Constant-time comparison; the token is held as a :class:`Secret`, so the
-    validator can be logged or repr'd safely.
+    Constant-time comparison; the token is held only inside the keyed HMAC
+    state, so the validator can be logged or repr'd safely.
     """
 
-    __slots__ = ("_token",)
+    __slots__ = ("_mac",)
 
     def __init__(self, auth_token: str | Secret) -> None:
-        self._token = auth_token if isinstance(auth_token, Secret) else Secret(auth_token)
+        token = auth_token.reveal() if isinstance(auth_token, Secret) else auth_token
+        # The keyed HMAC state, built once: each check copies it instead of re-deriving the
+        # key pads. "surrogatepass": text that is not UTF-8 (settings refuse such a token)
+        # makes a signature that matches nothing, never an exception, so a webhook gets 403.
+        self._mac = hmac.new(token.encode("utf-8", "surrogatepass"), digestmod=hashlib.sha1)
 
     def __repr__(self) -> str:
         return "TwilioSignatureValidator(auth_token=Secret('********'))"
@@ -116,14 +121,12 @@ class TwilioSignatureValidator:
         else:
             form = params
         given = signature.strip().encode("utf-8", errors="replace")
-        # compute_signature for each URL variant, with the parameters joined only once.
-        # "surrogatepass": text that is not UTF-8 (settings refuse such a token) makes a
-        # signature that matches nothing, never an exception, so a webhook gets 403, not 500.
-        key = self._token.reveal().encode("utf-8", "surrogatepass")
-        signed = _signed_params(form)
+        # compute_signature for each URL variant, with the parameters joined and encoded once.
+        signed = _signed_params(form).encode("utf-8", "surrogatepass")
         ok = False
         for candidate in _url_variants_cached(url):
-            message = (candidate + signed).encode("utf-8", "surrogatepass")
-            digest = hmac.new(key, message, hashlib.sha1).digest()
-            ok |= hmac.compare_digest(base64.b64encode(digest), given)
+            mac = self._mac.copy()
+            mac.update(candidate.encode("utf-8", "surrogatepass"))
+            mac.update(signed)
+            ok |= hmac.compare_digest(base64.b64encode(mac.digest()), given)
         return ok
