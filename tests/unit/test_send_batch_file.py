@@ -122,3 +122,19 @@ class TestResultsFile:
         earlier = read_results(path)
         assert not isinstance(earlier, ConnectorError)
         assert [earlier.unknown(i) for i in "abc"] == [False, True, True]
+
+    def test_a_queued_row_waits_until_a_later_line_holds_its_result(self, tmp_path: Path) -> None:
+        """A ticket says a worker has the row; its SID or code, written later, settles it."""
+        path = tmp_path / "results.jsonl"
+        results = ResultsFile(path)
+        for line, message_id in enumerate("abcd", start=2):
+            results.queued(Row(line, message_id), f"1-{line}")
+        results.sent(Row(2, "a"), "SM" + "0" * 32, "queued")
+        results.failed(Row(3, "b"), ConnectorError(code="SEND_OUTCOME_UNKNOWN", message="lost"))
+        results.close()
+        with path.open("a", encoding="utf-8") as file:  # a sent row queued again stays sent
+            file.write(json.dumps({"line": 2, "id": "a", "queued": "1-9"}) + "\n")
+        earlier = read_results(path)
+        assert not isinstance(earlier, ConnectorError)
+        assert dict(earlier.queued) == {"c": "1-4", "d": "1-5"}
+        assert [earlier.unknown(i) for i in "abcd"] == [False, True, False, False]

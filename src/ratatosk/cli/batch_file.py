@@ -8,7 +8,9 @@ bad row is found before anything is sent and costs no request.
 
 The results file is the memory of a batch across runs: one JSON object per
 line, appended and flushed as each outcome arrives, so an interrupted run
-leaves only complete lines behind and the next run knows what was sent.
+leaves only complete lines behind and the next run knows what was sent. A
+row handed to the send queue gets a ``queued`` line (its ticket) first and
+its outcome's line when a worker's result is read back.
 """
 
 from __future__ import annotations
@@ -272,11 +274,15 @@ class Earlier:
 
     A row once of unknown outcome stays unknown until a SID settles it: a
     later failed resend says nothing about whether the first attempt arrived.
+    ``queued`` holds the rows submitted to the send queue whose final result
+    is not recorded yet (message id -> queue entry id): a worker has them or
+    will, so they are waited for, never submitted or sent again.
     """
 
     sids: Mapping[str, str]
     codes: Mapping[str, str]
     doubtful: frozenset[str]
+    queued: Mapping[str, str] = attrs.field(factory=dict)
 
     def unknown(self, message_id: str) -> bool:
         return message_id not in self.sids and message_id in self.doubtful
@@ -290,6 +296,7 @@ def read_results(path: Path) -> Earlier | ConnectorError:
     sids: dict[str, str] = {}
     codes: dict[str, str] = {}
     doubtful: set[str] = set()
+    queued: dict[str, str] = {}
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -316,11 +323,15 @@ def read_results(path: Path) -> Earlier | ConnectorError:
             )
         if isinstance(record.get("sid"), str):
             sids.setdefault(message_id, record["sid"])
+            queued.pop(message_id, None)
         elif isinstance(record.get("code"), str):
             codes[message_id] = record["code"]
+            queued.pop(message_id, None)
             if record["code"] in UNKNOWN_CODES:
                 doubtful.add(message_id)
-    return Earlier(sids, codes, frozenset(doubtful))
+        elif isinstance(record.get("queued"), str) and message_id not in sids:
+            queued[message_id] = record["queued"]
+    return Earlier(sids, codes, frozenset(doubtful), queued)
 
 
 class ResultsFile:
@@ -336,6 +347,10 @@ class ResultsFile:
 
     def sent(self, row: Row, sid: str, status: str) -> None:
         self._write({"line": row.line, "id": row.message_id, "sid": sid, "status": status})
+
+    def queued(self, row: Row, entry_id: str) -> None:
+        """The row is in the send queue (its ticket): a later line holds its final result."""
+        self._write({"line": row.line, "id": row.message_id, "queued": entry_id})
 
     def failed(self, row: Row, problem: ConnectorError) -> None:
         self._write(

@@ -22,15 +22,20 @@ class Progress(Protocol):
     def close(self) -> None: ...
 
 
-def progress_for(mode: str, total: int, stream: TextIO) -> Progress | str:
-    """The progress display ``mode`` asks for, or why it cannot be had."""
+def progress_for(
+    mode: str, total: int, stream: TextIO, *, label: str = "sending"
+) -> Progress | str:
+    """The progress display ``mode`` asks for, or why it cannot be had.
+
+    ``label`` names what the bar counts (the sends, or the workers' results).
+    """
     has_rich = importlib.util.find_spec("rich") is not None
     if mode == "bar" and not has_rich:
         return "the progress bar needs rich: pip install 'ratatosk-twilio[cli]'"
     if mode == "none":
         return _Silent()
     if mode == "bar" or (mode == "auto" and has_rich and stream.isatty()):
-        return _Bar(total, stream)
+        return _Bar(total, stream, label)
     return _Lines(total, stream)
 
 
@@ -108,12 +113,12 @@ class _Lines:
 class _Bar:
     """rich's bar: done/total, sent, failed, rate and time left."""
 
-    def __init__(self, total: int, stream: TextIO) -> None:
+    def __init__(self, total: int, stream: TextIO, label: str) -> None:
         from rich import console, progress  # noqa: PLC0415 - the cli extra, for a bar only
 
         self._tally = _Tally(total, time.monotonic)
         self._bar = progress.Progress(
-            progress.TextColumn("sending"),
+            progress.TextColumn(label),
             progress.BarColumn(),
             progress.MofNCompleteColumn(),
             progress.TextColumn(
