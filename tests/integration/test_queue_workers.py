@@ -245,3 +245,43 @@ async def test_a_worker_stopped_with_sigterm_exits_0_and_leaves_nothing_half_don
     stored = await stored_bodies(emulator)
     assert sum(stored.values()) == len(tickets)
     assert set(stored.values()) == {1}
+
+
+async def test_a_redis_restart_mid_run_loses_no_message_and_sends_none_twice(
+    own_redis_server: RedisServer, emulator: BackgroundEmulator, workers: Workers
+) -> None:
+    """Redis stopped under two busy workers and started again (a snapshot taken on the clean
+    stop, as a production Redis with persistence does): every message ends sent once.
+
+    What the workers saw meanwhile is in their output: reads and sends refused with
+    STATE_STORE_UNAVAILABLE (nothing reaches Twilio without the shared limiter and
+    ledger), never a crash.
+    """
+    setup = own_redis_server.client()
+    await setup.config_set("save", "3600 1")  # an RDB snapshot when the server stops cleanly
+    await setup.aclose()
+    stores = RedisStores.from_url(own_redis_server.url)
+    try:
+        outbox = build_outbox(SETTINGS, redis=stores, environ={})
+        tickets = await submit(outbox, messages(300, "restart"))
+        for name in ("r1", "r2"):
+            workers.start(name, "--concurrency", CONCURRENCY, "--delivery", "at-least-once")
+        await until(outbox, tickets, 60, workers)
+        await asyncio.to_thread(own_redis_server.stop)
+        await asyncio.sleep(2.0)  # the outage: long enough for every worker to hit it
+        await asyncio.to_thread(own_redis_server.start)
+        await until(outbox, tickets, len(tickets), workers)
+        results = await outbox.wait_all(tickets, timeout=1.0)
+        stats = await outbox.queue.stats()
+    finally:
+        await stores.close()
+    assert [r.error for r in results if r is None or r.error is not None] == []
+    stored = await stored_bodies(emulator)
+    assert set(stored) == {f"restart: order {n} shipped" for n in range(300)}
+    assert set(stored.values()) == {1}, "a message was created twice at the emulator"
+    assert (stats.waiting, stats.pending, stats.dead) == (0, 0, 0)
+    saw = {name: workers.stderr(name).count("the queue could not") for name in ("r1", "r2")}
+    assert sum(saw.values()) > 0, "no worker met the outage: the test proved nothing"
+    for name in ("r1", "r2"):
+        assert "Traceback" not in workers.stderr(name)
+        assert workers.running[name].poll() is None, "a worker died of the outage"
