@@ -69,8 +69,7 @@ class InMemoryDeduplicator:
         )
 
     async def claim(self, key: str, *, wait: float = 0.0) -> Claim:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(wait, 0.0)
+        deadline: float | None = None  # read the loop's clock only for a repeat that waits
         while True:
             now = self._now()
             self._expire(now)
@@ -84,6 +83,9 @@ class InMemoryDeduplicator:
                 return Claim.FIRST
             if entry.done:
                 return Claim.REPEAT
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + max(wait, 0.0)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return Claim.IN_FLIGHT
@@ -96,10 +98,15 @@ class InMemoryDeduplicator:
                 pass
 
     async def complete(self, key: str) -> None:
-        entry = self._entries.pop(key, None)
-        self._entries[key] = _Entry(done=True, expires=self._now() + self._ttl)
-        if entry is not None:
+        expires = self._now() + self._ttl
+        entry = self._entries.pop(key, None)  # re-inserted last: completions stay in time order
+        if entry is None:
+            entry = _Entry(done=True, expires=expires)
+        else:
+            entry.done, entry.expires = True, expires
             entry.settle()
+            entry.settled = None  # the waiters hold it; nobody waits on a handled key
+        self._entries[key] = entry
         self._trim()
 
     async def release(self, key: str) -> None:

@@ -24,8 +24,8 @@ Params = Mapping[str, Sequence[str] | str]
 def _signed_params(params: Params) -> str:
     """Sorted ``key + value`` pairs, each key's values sorted and de-duplicated, joined."""
     parts: list[str] = []
-    for key in sorted(params):
-        value = params[key]
+    # Keys are unique, so sorting the items compares keys only.
+    for key, value in sorted(params.items()):
         if isinstance(value, str):
             parts.append(key + value)
         elif len(value) == 1:  # a webhook's every field, nearly always
@@ -123,10 +123,12 @@ class TwilioSignatureValidator:
         given = signature.strip().encode("utf-8", errors="replace")
         # compute_signature for each URL variant, with the parameters joined and encoded once.
         signed = _signed_params(form).encode("utf-8", "surrogatepass")
-        ok = False
         for candidate in _url_variants_cached(url):
             mac = self._mac.copy()
             mac.update(candidate.encode("utf-8", "surrogatepass"))
             mac.update(signed)
-            ok |= hmac.compare_digest(base64.b64encode(mac.digest()), given)
-        return ok
+            # Constant-time per variant; stopping at the first match tells a caller only
+            # which spelling of the URL it signed, which it knows.
+            if hmac.compare_digest(base64.b64encode(mac.digest()), given):
+                return True
+        return False
