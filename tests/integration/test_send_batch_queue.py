@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 import pytest
 
 from ratatosk.testing import BackgroundEmulator
+from readme_text import blocks, section
 from redis_support import RedisServer
 from secret_check import assert_no_token
 
@@ -318,10 +320,13 @@ def test_no_wait_submits_and_a_later_run_collects_the_results(
 
     worker = Worker(emulator, redis, "later")
     try:
-        code, events, _ = send_batch(emulator, redis, str(rows), *later)
+        code, events, stderr = send_batch(emulator, redis, str(rows), "--progress", "bar", *later)
     finally:
         worker.stop()
     assert code == 1
+    assert "workers" in stderr  # rich's bar, counting the workers' results
+    assert f"{len(good)}/{len(good)}" in stderr
+    assert f"sent {len(good)}  failed 0" in stderr
     summary = _summary(events)
     assert (summary["submitted"], summary["sent"], summary["queued"]) == (0, len(good), 0)
     results = _results(results_path)
@@ -355,3 +360,48 @@ def test_options_that_do_not_go_together_are_exit_2(
     assert done.stdout.startswith("error: ")
     assert words in done.stdout
     assert not list(tmp_path.glob("*.results.jsonl"))
+
+
+def _run_in(
+    directory: Path, emulator: BackgroundEmulator, args: list[str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args, "--json"], cwd=directory, env=_environ(emulator),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_the_readme_queue_commands_run_as_written(
+    emulator: BackgroundEmulator, redis: RedisServer, tmp_path: Path
+) -> None:
+    """README, Bulk sends through the queue: its worker and send-batch lines, its CSV example."""
+    text = section("### Bulk sends through the queue")
+    [example] = blocks(section("## Bulk sends"), "csv")
+    (tmp_path / "customers.csv").write_text(example, encoding="utf-8")
+    [commands] = blocks(text, "bash")
+    lines = [line.split("#")[0].strip() for line in commands.splitlines() if line.strip()]
+    arguments = [
+        shlex.split(line.replace("redis://cache.internal:6379/0", redis.url)) for line in lines
+    ]
+    assert [a[:2] for a in arguments] == [["ratatosk", "worker"]] + [["ratatosk", "send-batch"]] * 2
+    assert arguments[0][-1] == "&"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", *arguments[0][:-1]], cwd=tmp_path, env=_environ(emulator),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        answers = [_run_in(tmp_path, emulator, args) for args in arguments[1:]]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert [a.returncode for a in answers] == [0, 0], [a.stdout + a.stderr for a in answers]
+    followed, again = (_summary(_events(a.stdout)) for a in answers)
+    rows = len(example.splitlines()) - 1
+    assert (followed["submitted"], followed["sent"]) == (rows, rows)
+    assert (again["submitted"], again["already_sent"]) == (0, rows)
+    recipients = {line.split(",")[0] for line in example.splitlines()[1:]}
+    stored = emulator.control(lambda model: Counter(m.to for m in model.outbound))
+    assert {to: stored[to] for to in recipients} == dict.fromkeys(recipients, 1)
+    everything = out + err + "".join(a.stdout + a.stderr for a in answers)
+    assert_no_token(everything, emulator.account_sid, TOKEN)
