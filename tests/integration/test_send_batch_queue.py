@@ -249,6 +249,8 @@ def test_good_rows_sent_once_by_the_workers_bad_ones_reported_a_rerun_submits_no
     summary = _summary(events)
     assert (summary["submitted"], summary["collected"], summary["sent"]) == (0, len(good),
                                                                              len(good))  # fmt: skip
+    [warning] = [e for e in events if e["event"] == "warning"]
+    assert warning["rows"] == len(good)
     assert _sids(_results(results_path)) == _sids(results)
     assert _stored(emulator, 1) == stored
 

@@ -526,13 +526,24 @@ class _QueueRun:
         ticket down (or, under the same message id, by another batch).
         """
         fresh: list[Row] = []
+        unrecorded = 0
         found = await _results_of(outbox, [row.message_id for row in plan.todo])
         for row, outcome in zip(plan.todo, found, strict=True):
             if outcome is None:
                 fresh.append(row)
             else:
                 self._counts.collected += 1
+                unrecorded += row.message_id not in plan.earlier.codes
                 self._record(results, row, outcome, plan.earlier)
+        if unrecorded:
+            self._out.emit(
+                "warning",
+                f"warning: {unrecorded} row(s) the results file has no record of already have a "
+                "result in the queue under their message id, recorded as theirs and not "
+                "submitted; if this is another batch than the one that submitted them, give "
+                "its rows their own ids (an id column, or another file name)",
+                rows=unrecorded,
+            )
         return fresh
 
     async def _submit(self, outbox: Outbox, fresh: list[Row], results: ResultsFile) -> None:
