@@ -182,3 +182,22 @@ def test_the_readme_queue_example_runs_as_written(
     assert re.fullmatch(r"SM[0-9a-f]{32}", sid), ran.stdout
     assert [m.sid for m in emulator.model.outbound] == [sid]  # submit and submit_many: one id
     assert worker.returncode == 0, err
+
+
+def test_send_with_redis_and_no_queue_sends_now_and_one_id_once_across_processes(
+    own_redis_server: RedisServer, emulator: BackgroundEmulator
+) -> None:
+    """``send --redis URL`` without ``--queue``: sent at once, on the shared ledger, so the
+    same ``--id`` from a second process is answered with the first SID, not sent again."""
+    env = environment(emulator)
+    command = ["--json", "send", "--redis", own_redis_server.url, "--id", "direct-1",
+               "--to", "whatsapp:+15550003333", "--text", "sent now, once"]  # fmt: skip
+    first, second = ratatosk(env, *command), ratatosk(env, *command)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert second.returncode == 0, second.stdout + second.stderr
+    (sent,), (again,) = events(first.stdout), events(second.stdout)
+    assert sent["event"] == again["event"] == "sent"
+    assert again["sid"] == sent["sid"]
+    assert again["data"]["replayed"] is True
+    assert [m.body for m in emulator.model.outbound].count("sent now, once") == 1
+    assert_no_token(first.stdout + first.stderr + second.stdout, emulator.account_sid, TOKEN)

@@ -22,6 +22,7 @@ from .. import __version__
 from ..bootstrap import build_connector, settings_from_env, template_catalog_for
 from ..domain.content import MediaContent, MediaType, TemplateContent
 from ..domain.message import MessageBuilder
+from ..domain.settings import ConnectionSettings
 from ..ports import TemplateLookupError
 from ..twilio.connector import TwilioWhatsAppConnector
 from ..twilio.errors import TwilioErrorCodes, error
@@ -146,8 +147,13 @@ def _variables(pairs: Sequence[str]) -> dict[str, str] | None:
     return variables
 
 
-async def _with_connector(out: Output, job: Any) -> int:
-    connector = build_connector()
+async def _with_connector(out: Output, job: Any, redis: str | None = None) -> int:
+    """``job`` on an initialised connector; ``redis``: its state (limiter, send ledger) there,
+    shared with every other process on that Redis."""
+    settings = None
+    if redis is not None:
+        settings = ConnectionSettings().set_parameter("RedisUrl", redis, sensitive=True)
+    connector = build_connector(settings)
     initialized = await connector.initialize()
     if initialized.error is not None:
         await connector.shutdown()
@@ -199,7 +205,7 @@ async def _send(args: argparse.Namespace, out: Output) -> int:
         )
         return EXIT_OK
 
-    return await _with_connector(out, job)
+    return await _with_connector(out, job, args.redis)
 
 
 async def _status(args: argparse.Namespace, out: Output) -> int:

@@ -48,8 +48,7 @@ from ..twilio.schema import TwilioChannelSchemas
 from .batch_file import UNKNOWN_CODES, Earlier, ResultsFile, Row, read_results, read_rows
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, one_line
 from .progress import MODES, Progress, progress_for
-from .worker import REDIS_HELP
-from .worker import _redis_or_usage as redis_or_usage
+from .worker import REDIS_HELP, redis_or_usage
 
 EXIT_INTERRUPTED = 130
 #: Rows per round trip when submitting to the queue, and results asked for at once.

@@ -95,11 +95,16 @@ def add_send_options(send: argparse.ArgumentParser) -> None:
     send.add_argument(
         "--queue", action="store_true", help="submit to the send queue; a worker sends it"
     )
-    send.add_argument("--redis", metavar="URL", help=REDIS_HELP)
+    send.add_argument(
+        "--redis",
+        metavar="URL",
+        help="with --queue: " + REDIS_HELP + "; without it: send now, with the rate limit and "
+        "the send ledger shared through this Redis (the same --id is sent once across processes)",
+    )
     send.add_argument("--queue-name", default="outbound", help="the queue's name (outbound)")
 
 
-def _redis_or_usage(args: argparse.Namespace, out: Output) -> str | None:
+def redis_or_usage(args: argparse.Namespace, out: Output) -> str | None:
     url = args.redis or redis_url(settings_from_env())
     if not url:
         out.emit("usage", "error: the queue lives in Redis: give --redis URL or set REDIS_URL")
@@ -115,7 +120,7 @@ def _redis_or_usage(args: argparse.Namespace, out: Output) -> str | None:
 
 
 def worker(args: argparse.Namespace, out: Output) -> int:
-    url = _redis_or_usage(args, out)
+    url = redis_or_usage(args, out)
     if url is None:
         return EXIT_USAGE
     if args.concurrency < 1 or args.max_deliveries < 1 or args.rate <= 0:
@@ -207,7 +212,7 @@ async def _work_with(args: argparse.Namespace, out: Output, stores: RedisStores)
 
 async def submit(args: argparse.Namespace, out: Output, message: Message) -> int:
     """``send --queue``: the message planned here, queued, its ticket printed."""
-    url = _redis_or_usage(args, out)
+    url = redis_or_usage(args, out)
     if url is None:
         return EXIT_USAGE
     stores = open_redis(url)
@@ -231,7 +236,7 @@ async def submit(args: argparse.Namespace, out: Output, message: Message) -> int
 
 
 def result(args: argparse.Namespace, out: Output) -> int:
-    url = _redis_or_usage(args, out)
+    url = redis_or_usage(args, out)
     if url is None:
         return EXIT_USAGE
     if args.wait < 0:
