@@ -211,6 +211,7 @@ class AsgiWebhookApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:
+                    await self._core.close()  # first: the hooks may close the store it uses
                     if self._on_shutdown is not None:
                         await self._on_shutdown()
                 except Exception as exc:

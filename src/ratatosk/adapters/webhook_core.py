@@ -41,6 +41,7 @@ request is built once, at start-up, not per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -116,6 +117,10 @@ class WebhookStats:
     in_flight: int = 0
     abandoned: int = 0
     store_unavailable: int = 0
+    #: Handled deliveries the store has not recorded yet (it failed); retried until it answers.
+    unrecorded: int = 0
+    #: Of those, recorded later, once the store answered again.
+    recorded_late: int = 0
 
 
 class BodyTooLarge(Exception):
@@ -396,9 +401,21 @@ class _Deliveries:
     and logged as an ERROR. A failure that repeats on every delivery (bad
     data, a bug) would otherwise make Twilio retry it for as long as it
     retries. The count is per process and bounded (oldest events forgotten).
+
+    A handled delivery the store could not mark handled (Redis down when the
+    handler returned) is remembered here, at most ``_UNRECORDED_KEYS`` of
+    them, oldest dropped with a WARNING, and marked again every
+    ``_RECORD_RETRY`` seconds, and when a request arrives, until the store
+    answers. Meanwhile a repeat of it reaching this process is answered as a
+    duplicate: this process handled it. So a Twilio retry after the store is
+    back is not handled again, on this node or (once the mark is written) on
+    another. The retry runs in a task of its own: no request waits on a store
+    that is still down for another event's mark.
     """
 
     _COUNTED_EVENTS: Final = 10_000
+    _UNRECORDED_KEYS: Final = 10_000
+    _RECORD_RETRY: Final = 1.0
 
     def __init__(
         self, dedup: Deduplicator, stats: WebhookStats, in_flight_wait: float, max_attempts: int
@@ -410,6 +427,11 @@ class _Deliveries:
         self._wait = in_flight_wait
         self._max_attempts = max_attempts
         self._failures: OrderedDict[str, int] = OrderedDict()
+        #: Handled keys whose ``complete`` failed, oldest first.
+        self._unrecorded: OrderedDict[str, None] = OrderedDict()
+        self._recording: asyncio.Task[None] | None = None
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._next_record: float = 0.0  # monotonic time before which no new attempt starts
         self._in_flight = Reply.refusal(
             503,
             "DELIVERY_IN_FLIGHT",
@@ -425,6 +447,13 @@ class _Deliveries:
         Any key already handled makes the delivery a repeat; the keys claimed
         before it are released, so they stay free for the event itself.
         """
+        if self._unrecorded:
+            for key in keys:
+                if key in self._unrecorded:  # handled here; the store has not heard yet
+                    self._stats.duplicates += 1
+                    return DUPLICATE
+            if time.monotonic() >= self._next_record:
+                self._record_later(0.0)
         held: list[str] = []
         try:
             for key in keys:
@@ -475,11 +504,95 @@ class _Deliveries:
         return failures
 
     async def _complete(self, keys: Sequence[str]) -> None:
-        try:
-            for key in keys:
+        for index, key in enumerate(keys):
+            try:
                 await self._dedup.complete(key)
-        except StateStoreError as exc:  # handled all the same: answering 503 would repeat it
-            log.error("a handled webhook could not be marked handled: %s", exc)
+            except StateStoreError as exc:  # handled all the same: answering 503 would repeat it
+                log.error(
+                    "a handled webhook could not be marked handled (retried until the store "
+                    "answers): %s",
+                    exc,
+                )
+                self._remember_unrecorded(keys[index:])
+                return
+
+    def _remember_unrecorded(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._unrecorded[key] = None
+        while len(self._unrecorded) > self._UNRECORDED_KEYS:
+            dropped, _ = self._unrecorded.popitem(last=False)
+            log.warning(
+                "more than %d handled webhooks wait to be marked handled; forgot %s, "
+                "whose repeat may be handled again",
+                self._UNRECORDED_KEYS,
+                dropped,
+            )
+        self._stats.unrecorded = len(self._unrecorded)
+        self._next_record = time.monotonic() + self._RECORD_RETRY
+        self._record_later(self._RECORD_RETRY)
+
+    def _record_later(self, delay: float) -> None:
+        """Mark the unrecorded keys in a task of its own, after ``delay`` s; one at a time."""
+        if self._recording is not None or (delay > 0 and self._retry_timer is not None):
+            return
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._retry_timer = loop.call_later(delay, self._start_recording)
+
+    def _start_recording(self) -> None:
+        self._retry_timer = None
+        if self._recording is None and self._unrecorded:
+            self._recording = asyncio.get_running_loop().create_task(self._record_unrecorded())
+
+    async def _record_unrecorded(self) -> None:
+        """``complete`` the remembered keys, oldest first, until done or the store fails."""
+        recorded = 0
+        try:
+            while self._unrecorded:
+                key = next(iter(self._unrecorded))
+                try:
+                    await self._dedup.complete(key)
+                except StateStoreError:
+                    break
+                self._unrecorded.pop(key, None)
+                recorded += 1
+        finally:
+            self._recording = None
+            self._stats.unrecorded = len(self._unrecorded)
+            self._stats.recorded_late += recorded
+            if recorded:
+                log.warning(
+                    "marked %d handled webhook deliveries handled now that the store answers "
+                    "(%d still waiting)",
+                    recorded,
+                    len(self._unrecorded),
+                )
+            if self._unrecorded:
+                self._next_record = time.monotonic() + self._RECORD_RETRY
+                self._record_later(self._RECORD_RETRY)
+
+    async def close(self) -> None:
+        """Stop retrying; one last attempt to mark what the store has not recorded."""
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        task, self._recording = self._recording, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._unrecorded:
+            await self._record_unrecorded()
+            if self._retry_timer is not None:
+                self._retry_timer.cancel()
+                self._retry_timer = None
+            if self._unrecorded:
+                log.error(
+                    "stopping with %d handled webhook deliveries not marked handled: "
+                    "their repeats may be handled again",
+                    len(self._unrecorded),
+                )
 
     def store_unavailable(self, exc: StateStoreError) -> Reply:
         self._stats.store_unavailable += 1
@@ -619,6 +732,14 @@ class WebhookCore:
         self.answer: Callable[[Route[Any], Incoming], Awaitable[Reply]] = (
             self._answer if telemetry is None else self._observed
         )
+
+    async def close(self) -> None:
+        """At shutdown: stop the background marking of handled deliveries, after a last try.
+
+        Servers call it before their own shutdown hooks run, so the store is
+        still open for that last try.
+        """
+        await self._deliveries.close()
 
     def dispatch(self, method: str, path: str) -> Route[Any] | Reply:
         """The route for ``method`` on ``path`` (below any mount prefix), or the answer.

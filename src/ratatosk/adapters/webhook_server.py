@@ -147,6 +147,12 @@ def create_webhook_app(
     )
     app = web.Application(client_max_size=max_body_bytes)
     app[STATS] = core.stats
+
+    async def close_core(_: web.Application) -> None:
+        await core.close()
+
+    # on_shutdown runs before on_cleanup, where a user's hooks close the store the core uses.
+    app.on_shutdown.append(close_core)
     for path, route in core.routes.items():
         app.router.add_post(path, _handler(core, route))
     app.router.add_get(HEALTHZ_PATH, _healthz)
