@@ -87,7 +87,7 @@ async def test_the_retry_runs_on_its_own_until_the_store_answers() -> None:
     store.down = True
     await deliveries.deliver(("event:a",), _handled, object())
     store.down = False
-    async with asyncio.timeout(30):  # a hang guard: the timer retries every second
+    async with asyncio.timeout(30):  # a hang guard: the timer retries every 0.25 s
         while stats.unrecorded:
             await asyncio.sleep(0.02)
     assert store.completed == ["event:a"]

@@ -415,7 +415,7 @@ class _Deliveries:
 
     _COUNTED_EVENTS: Final = 10_000
     _UNRECORDED_KEYS: Final = 10_000
-    _RECORD_RETRY: Final = 1.0
+    _RECORD_RETRY: Final = 0.25
 
     def __init__(
         self, dedup: Deduplicator, stats: WebhookStats, in_flight_wait: float, max_attempts: int

@@ -104,6 +104,9 @@ class RedisDeduplicator:
             await asyncio.sleep(min(remaining, self._poll, max(int(pttl), 1) / 1000))
 
     async def complete(self, key: str) -> None:
+        # The mark is written whoever holds the claim, so forgetting the token first costs
+        # nothing: a complete retried after a failure (the server does, until Redis answers)
+        # still writes it. Once handled, the event is handled, even if our lease lapsed.
         self._held.pop(key, None)
         with unavailable("record a handled webhook delivery"):
             await self._redis.set(self._prefix + key, "done", px=millis(self._ttl))

@@ -109,9 +109,11 @@ def _once_each(forms: list[Form]) -> list[Form] | ConnectorError:
     """The forms, unless one repeats a field Twilio sends once (see SINGLE_VALUE_FIELDS)."""
     for form in forms:
         repeated = sorted(
-            key
-            for key, values in form.items()
-            if len(values) > 1 and (key in SINGLE_VALUE_FIELDS or _MEDIA_KEY.fullmatch(key))
+            [
+                key
+                for key, values in form.items()
+                if len(values) > 1 and (key in SINGLE_VALUE_FIELDS or _MEDIA_KEY.fullmatch(key))
+            ]
         )
         if repeated:
             return _webhook_error(
@@ -150,15 +152,13 @@ def decode_inbound(form: Form) -> Message | ConnectorError:
     assert sid is not None
     assert sender is not None
     assert receiver is not None
-    properties: dict[str, Any] = {}
-    for key, values in form.items():
-        if (
-            key in _INBOUND_CONTENT_KEYS
-            or (key.startswith("Media") and _MEDIA_KEY.fullmatch(key))
-            or not values
-        ):
-            continue
-        properties[key] = values[0] if len(values) == 1 else tuple(values)
+    properties: dict[str, Any] = {
+        key: values[0] if len(values) == 1 else tuple(values)
+        for key, values in form.items()
+        if values
+        and key not in _INBOUND_CONTENT_KEYS
+        and not (key.startswith("Media") and _MEDIA_KEY.fullmatch(key))
+    }
     return Message(
         id=sid,
         sender=Endpoint.phone(sender),
