@@ -21,10 +21,13 @@ the same port. What "nothing handled twice" can mean there, honestly:
   without persistence, the restarted Redis has forgotten it and the repeat
   *is* handled again (``make scale`` measures both);
 * an event whose handler was running when Redis went down is answered 200,
-  but the server cannot mark it handled (logged; ``complete_failed`` in the
-  node's log). A repeat of it is held off for the claim's lease and then
-  handled again: the documented limit (docs/scaling.md, failure modes). The
-  test asserts that any event handled twice is one of those, and nothing else.
+  but the server cannot mark it handled then (logged; ``complete_failed`` in
+  the node's log). It keeps the keys and writes the mark once Redis answers,
+  so a repeat is normally a duplicate; one that reaches another node after
+  the claim's lease lapsed and before the mark is written is handled again
+  (docs/scaling.md, failure modes). The test asserts that any event handled
+  twice is one of those, and nothing else
+  (``test_webhook_redis_outage.py`` asserts the mark itself).
 """
 
 from __future__ import annotations

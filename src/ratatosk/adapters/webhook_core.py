@@ -30,7 +30,9 @@ into messages before the signature holds:
 7. the handler; if it raises, the delivery is forgotten and the answer is
    500, so Twilio's retry is handled instead of lost; after
    ``max_handler_attempts`` failures on one event it is given up instead, so
-   a failure that repeats on every delivery does not keep Twilio retrying.
+   a failure that repeats on every delivery does not keep Twilio retrying;
+   a handled delivery the store could not mark handled (Redis went down while
+   the handler ran) is still 200, and is kept and marked once the store answers.
 
 Success is ``200`` with an empty TwiML ``<Response/>`` as ``text/xml``.
 Error answers are JSON ``{"code": ..., "message": ...}``; they never echo
