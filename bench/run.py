@@ -702,6 +702,29 @@ def serve_workers_only(cfg: dict[str, Any]) -> None:
     print(f"written to {OUT / 'serve_workers.json'} (load average at start {load[0]:.2f})")
 
 
+def webhooks_only(cfg: dict[str, Any]) -> None:
+    """The webhook scenario alone, ratios within the run (bench/out/webhooks.json)."""
+    load = os.getloadavg()
+    hooks = bench_webhooks(cfg)
+    result: dict[str, Any] = {"load_average_at_start": load, "config": cfg, "runs": hooks}
+    for loop, servers in hooks.items():
+        cpu = {server: median(runs, "server_cpu_us") for server, runs in servers.items()}
+        result[loop] = {
+            "webhook_server_cpu_us_per_req": cpu,
+            "webhook_rate_req_per_s": {s: median(r, "rate") for s, r in servers.items()},
+            "webhook_cpu_vs_twilio_sdk": cpu["ratatosk"] / cpu["twilio_sdk"],
+            "webhook_cpu_vs_bare_aiohttp": cpu["ratatosk"] / cpu["bare_aiohttp"],
+        }
+        print(
+            f"  [{loop}] µs/req: " + ", ".join(f"{s} {v:.1f}" for s, v in cpu.items()),
+            f"; vs SDK-written {result[loop]['webhook_cpu_vs_twilio_sdk']:.2f}x,"
+            f" vs bare {result[loop]['webhook_cpu_vs_bare_aiohttp']:.2f}x",
+        )
+    OUT.mkdir(exist_ok=True)
+    (OUT / "webhooks.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {OUT / 'webhooks.json'} (load average at start {load[0]:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -710,6 +733,11 @@ def main() -> None:
         "--serve-workers-only",
         action="store_true",
         help="measure only ratatosk serve --workers 1/2/3 (bench/out/serve_workers.json)",
+    )
+    parser.add_argument(
+        "--webhooks-only",
+        action="store_true",
+        help="measure only the webhook servers (bench/out/webhooks.json)",
     )
     args = parser.parse_args()
     if args.worker:
@@ -721,6 +749,9 @@ def main() -> None:
         return
     if args.serve_workers_only:
         serve_workers_only(cfg)
+        return
+    if args.webhooks_only:
+        webhooks_only(cfg)
         return
     started = time.monotonic()
     print(f"ratatosk benchmarks ({'quick' if cfg['quick'] else 'full'} run: {cfg})", flush=True)
