@@ -2,7 +2,8 @@
 
 ``fake``: :class:`ratatosk.testing.FakeTwilio`, in memory.
 ``http``: :class:`AiohttpMessagingApi` over real HTTP to the emulator on
-loopback. Both sit on a :class:`TwilioModel` driven by a manual clock, so the
+loopback; ``http11``: :class:`Http11MessagingApi` (the package's own HTTP/1.1
+client), the same way. Both sit on a :class:`TwilioModel` driven by a manual clock, so the
 same test can script faults and statuses the same way on either.
 """
 
@@ -16,7 +17,7 @@ import pytest
 from ratatosk import ConnectionSettings
 from ratatosk.adapters.clock import ManualClock
 from ratatosk.adapters.templates import ContentApiTemplateCatalog
-from ratatosk.adapters.twilio_http import AiohttpMessagingApi
+from ratatosk.adapters.twilio_http import AiohttpMessagingApi, Http11MessagingApi, TwilioRestApi
 from ratatosk.emulator.app import start_emulator
 from ratatosk.emulator.model import TwilioModel
 from ratatosk.ports import MessagingApi, TemplateCatalog
@@ -39,12 +40,13 @@ class Backend:
     model: TwilioModel
     clock: ManualClock
     base_url: str | None = None
+    rest: type[TwilioRestApi] = AiohttpMessagingApi
 
     def api_with_token(self, token: str) -> MessagingApi:
         """Another client of the same account, holding ``token``."""
         if self.base_url is None:
             return FakeTwilio(ACCOUNT, token, clock=self.clock, model=self.model)
-        return AiohttpMessagingApi(ACCOUNT, token, base_url=self.base_url)
+        return self.rest(ACCOUNT, token, base_url=self.base_url)
 
     def template_catalog(self) -> TemplateCatalog:
         """The Content API catalog: in process for the fake, over HTTP for the emulator."""
@@ -72,7 +74,7 @@ class Backend:
         )
 
 
-@pytest.fixture(params=["fake", "http"])
+@pytest.fixture(params=["fake", "http", "http11"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     clock = ManualClock()
     model = TwilioModel(ACCOUNT, TOKEN, clock=clock.now, senders={SENDER, OTHER_SENDER})
@@ -81,9 +83,10 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         yield Backend("fake", fake, model, clock)
         return
     emulator = await start_emulator(model=model)
-    api = AiohttpMessagingApi(ACCOUNT, TOKEN, base_url=emulator.url)
+    rest = Http11MessagingApi if request.param == "http11" else AiohttpMessagingApi
+    api = rest(ACCOUNT, TOKEN, base_url=emulator.url)
     try:
-        yield Backend("http", api, model, clock, emulator.url)
+        yield Backend(request.param, api, model, clock, emulator.url, rest)
     finally:
         await api.close()
         await emulator.close()
