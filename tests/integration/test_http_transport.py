@@ -1,8 +1,9 @@
-"""The aiohttp transport at its edges: headers on the wire, dead ports, clean close, imports."""
+"""Both REST transports at their edges: headers on the wire, dead ports, clean close, imports."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import socket
 import subprocess
@@ -13,13 +14,19 @@ import pytest
 from aiohttp import web
 
 from ratatosk import ConnectionSettings, MessageBuilder, MessagingErrorCodes, __version__
-from ratatosk.adapters.twilio_http import AiohttpMessagingApi, HttpTimeouts
+from ratatosk.adapters.twilio_http import (
+    AiohttpMessagingApi,
+    Http11MessagingApi,
+    HttpTimeouts,
+    TwilioRestApi,
+)
 from ratatosk.ports import ApiError, CreateMessageRequest, TransportError
 from ratatosk.twilio import TwilioChannelSchemas, TwilioErrorCodes, TwilioWhatsAppConnector
 from ratatosk.twilio.resilience import RetryPolicy, SendPolicy
 
 ACCOUNT = "AC" + "ab" * 16
 TOKEN = "transport-token-000111222333"
+TRANSPORTS = pytest.mark.parametrize("rest", [AiohttpMessagingApi, Http11MessagingApi])
 
 
 def _dead_port() -> int:
@@ -61,11 +68,12 @@ async def recorder() -> AsyncIterator[tuple[str, list[web.Request], list[bytes]]
     await runner.cleanup()
 
 
+@TRANSPORTS
 async def test_wire_format_auth_agent_and_repeated_media(
-    recorder: tuple[str, list[web.Request], list[bytes]],
+    recorder: tuple[str, list[web.Request], list[bytes]], rest: type[TwilioRestApi]
 ) -> None:
     url, seen, bodies = recorder
-    api = AiohttpMessagingApi(ACCOUNT, TOKEN, base_url=url)
+    api = rest(ACCOUNT, TOKEN, base_url=url)
     try:
         answer = await api.create_message(
             CreateMessageRequest(
@@ -88,24 +96,31 @@ async def test_wire_format_auth_agent_and_repeated_media(
     assert bodies[0].count(b"MediaUrl=") == 2
 
 
-async def test_dead_port_is_a_transport_error_that_never_reached_twilio() -> None:
-    api = AiohttpMessagingApi(
-        ACCOUNT, TOKEN, base_url=f"http://127.0.0.1:{_dead_port()}", timeouts=HttpTimeouts()
-    )
+@TRANSPORTS
+async def test_dead_port_is_a_transport_error_that_never_reached_twilio(
+    rest: type[TwilioRestApi],
+) -> None:
+    api = rest(ACCOUNT, TOKEN, base_url=f"http://127.0.0.1:{_dead_port()}", timeouts=HttpTimeouts())
     try:
         with pytest.raises(TransportError) as raised:
             await api.fetch_account()
     finally:
         await api.close()
     assert not raised.value.maybe_delivered
-    assert TOKEN not in str(raised.value)
+    assert "cannot connect to http://127.0.0.1:" in str(raised.value)
+    assert TOKEN not in str(raised.value) + repr(api)
 
 
-async def test_connector_codes_when_twilio_is_unreachable() -> None:
+@TRANSPORTS
+async def test_connector_codes_when_twilio_is_unreachable(rest: type[TwilioRestApi]) -> None:
+    settings = _settings(f"http://127.0.0.1:{_dead_port()}")
+    transport = rest.from_settings(settings)  # the caller's: the connector leaves it open
     connector = TwilioWhatsAppConnector(
-        TwilioChannelSchemas.TWILIO_WHATSAPP, _settings(f"http://127.0.0.1:{_dead_port()}")
+        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, transport=transport
     )
-    async with connector:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(transport.close)
+        await stack.enter_async_context(connector)
         tested = await connector.test_connection()
         assert tested.error is not None
         assert tested.error.code == MessagingErrorCodes.CONNECTION_FAILED
@@ -180,6 +195,23 @@ async def silent(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 def test_the_transport_names_the_longest_a_call_can_take() -> None:
     api = AiohttpMessagingApi(ACCOUNT, TOKEN, timeouts=HttpTimeouts(total=30.0))
     assert api.request_timeout == 31.0  # aiohttp rounds a deadline up to the next second
+    ours = Http11MessagingApi(ACCOUNT, TOKEN, timeouts=HttpTimeouts(total=30.0))
+    assert ours.request_timeout == 30.0  # one timer at exactly the deadline
+
+
+async def test_the_http11_transports_catalog_reads_the_content_api_with_its_credentials() -> None:
+    from ratatosk.emulator.app import start_emulator
+
+    emulator = await start_emulator()
+    api = Http11MessagingApi(emulator.account_sid, emulator.auth_token, base_url=emulator.url)
+    try:
+        templates = await api.template_catalog().list()
+        account = await api.fetch_account()
+    finally:
+        await api.close()
+        await emulator.close()
+    assert {t.friendly_name for t in templates} >= {"order_confirmed"}
+    assert not isinstance(account, ApiError)
 
 
 async def test_a_callers_session_without_a_total_timeout_bounds_nothing() -> None:
@@ -190,6 +222,7 @@ async def test_a_callers_session_without_a_total_timeout_bounds_nothing() -> Non
         assert api.request_timeout == math.inf
 
 
+@TRANSPORTS
 @pytest.mark.parametrize(
     ("deadline", "total", "said"),
     [
@@ -198,14 +231,20 @@ async def test_a_callers_session_without_a_total_timeout_bounds_nothing() -> Non
     ],
 )
 async def test_an_unanswered_send_ends_at_the_earlier_of_deadline_and_total(
-    silent: str, deadline: float, total: str, said: str
+    silent: str, deadline: float, total: str, said: str, rest: type[TwilioRestApi]
 ) -> None:
     policy = SendPolicy(retry=RetryPolicy(deadline=deadline), reconcile=False)
     settings = _settings(silent).set_parameter("HttpTotalTimeout", total)
+    transport = rest.from_settings(settings)  # the caller's: the connector leaves it open
     connector = TwilioWhatsAppConnector(
-        TwilioChannelSchemas.TWILIO_WHATSAPP, settings, send_policy=policy
+        TwilioChannelSchemas.TWILIO_WHATSAPP,
+        settings,
+        send_policy=policy,
+        transport=transport,
     )
-    async with connector:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(transport.close)
+        await stack.enter_async_context(connector)
         message = MessageBuilder().to_phone("whatsapp:+15550002222").with_text("hi").build()
         result = await connector.send_message(message)
     assert result.error is not None
