@@ -585,7 +585,10 @@ class _Deliveries:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._unrecorded:
-            await self._record_unrecorded()
+            try:
+                await self._record_unrecorded()
+            except Exception:  # a store failing otherwise than StateStoreError: still stop
+                log.exception("the last try to mark handled webhook deliveries failed")
             if self._retry_timer is not None:
                 self._retry_timer.cancel()
                 self._retry_timer = None
