@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from procs import cpu_seconds, free_port, loops, run_on, wait_for_port
-from sending import REPEAT
+from sending import ON_AIOHTTP, REPEAT
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -492,6 +492,9 @@ def _loop_summary(send: Runs, hooks: Runs) -> dict[str, Any]:
         # The same connector sending to 200 recurring recipients: numbers validated once.
         "cpu_vs_twilio_async_200_recipients": cpu[REPEAT] / cpu["twilio_async"],
         "cpu_vs_raw_aiohttp_200_recipients": cpu[REPEAT] / cpu["raw_aiohttp"],
+        # The same connector on the aiohttp transport (the default before ADR 0026).
+        "cpu_vs_twilio_async_on_aiohttp": cpu[ON_AIOHTTP] / cpu["twilio_async"],
+        "cpu_vs_raw_aiohttp_on_aiohttp": cpu[ON_AIOHTTP] / cpu["raw_aiohttp"],
         "send_rate_msg_per_s": rate,
         "send_cpu_us_per_msg": cpu,
         "send_cpu_user_us_per_msg": {name: median(runs, "user_us") for name, runs in send.items()},

@@ -27,8 +27,9 @@ from procs import cpu_seconds
 SENDER = "whatsapp:+14155238886"
 WARMUP_OFFSET = 9_000_000  # warm-up recipients never repeat a measured one
 REPEAT = "connector_200_recipients"
-ASYNC_CLIENTS = ("connector", "twilio_async", "raw_aiohttp", REPEAT)
-CLIENTS = ("connector", "twilio_sync", "twilio_async", "raw_aiohttp", REPEAT)
+ON_AIOHTTP = "connector_aiohttp"  # the connector on the aiohttp transport (the default before)
+ASYNC_CLIENTS = ("connector", "twilio_async", "raw_aiohttp", REPEAT, ON_AIOHTTP)
+CLIENTS = ("connector", "twilio_sync", "twilio_async", "raw_aiohttp", REPEAT, ON_AIOHTTP)
 
 Send = Callable[[int], Awaitable[bool]]
 
@@ -110,10 +111,14 @@ class Meter:
 
 @contextlib.asynccontextmanager
 async def connector(
-    url: str, sid: str, token: str, *, recipients: int | None = None
+    url: str, sid: str, token: str, *, recipients: int | None = None, aiohttp: bool = False
 ) -> AsyncIterator[Send]:
-    """This connector; ``recipients``: cycle through that many numbers (validated once)."""
+    """This connector; ``recipients``: cycle through that many numbers (validated once).
+
+    ``aiohttp``: on the aiohttp transport instead of the default (its own HTTP/1.1 client).
+    """
     from ratatosk import ConnectionSettings, MessageBuilder
+    from ratatosk.adapters.twilio_http import AiohttpMessagingApi
     from ratatosk.twilio import TwilioChannelSchemas, TwilioWhatsAppConnector
     from ratatosk.twilio.resilience import SendPolicy
 
@@ -126,7 +131,12 @@ async def connector(
     # The per-sender limiter stays in the path, set far above what loopback can reach.
     policy = SendPolicy(rate_per_sender=1e9, burst=1e9)
     schema = TwilioChannelSchemas.TWILIO_WHATSAPP
-    async with TwilioWhatsAppConnector(schema, settings, send_policy=policy) as client:
+    transport = AiohttpMessagingApi.from_settings(settings) if aiohttp else None
+    opened = TwilioWhatsAppConnector(schema, settings, send_policy=policy, transport=transport)
+    async with contextlib.AsyncExitStack() as stack:
+        if transport is not None:  # the caller's transport: the connector leaves it open
+            stack.push_async_callback(transport.close)
+        client = await stack.enter_async_context(opened)
 
         async def send(i: int) -> bool:
             to = recipient(i if recipients is None else i % recipients)
@@ -189,6 +199,8 @@ def open_client(
 ) -> contextlib.AbstractAsyncContextManager[Send]:
     if name == REPEAT:
         return connector(url, sid, token, recipients=200)
+    if name == ON_AIOHTTP:
+        return connector(url, sid, token, aiohttp=True)
     opener = {"connector": connector, "twilio_async": twilio_async, "raw_aiohttp": raw_aiohttp}
     return opener[name](url, sid, token)
 

@@ -27,7 +27,7 @@ from .adapters.conversation_window import InMemoryConversationWindows
 from .adapters.memory import InMemoryRateLimiter, InMemorySendLedger, InMemoryStatusTracker
 from .adapters.memory.outbound_queue import InMemoryOutboundQueue
 from .adapters.templates import ContentApiTemplateCatalog, StaticTemplateCatalog
-from .adapters.twilio_http import AiohttpMessagingApi
+from .adapters.twilio_http import Http11MessagingApi
 from .adapters.webhook_server import MessageHandler, StatusHandler, create_webhook_app
 from .adapters.worker import QueueWorker, WorkerSettings
 from .domain.settings import ConnectionSettings
@@ -134,7 +134,8 @@ def redis_plugs(
 def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolicy) -> Plugs:
     """Every adapter the caller left out, chosen from the settings; in memory by default.
 
-    * transport: the aiohttp REST client;
+    * transport: the REST client on the package's own HTTP/1.1 client (ADR 0026;
+      pass ``AiohttpMessagingApi.from_settings(settings)`` as the transport for aiohttp's);
     * clock: a simulated Twilio's own clock (``FakeTwilio``), else the system clock,
       so tests with the fake never wait on real time unless they ask to;
     * template catalog: ``Templates`` (static), else the transport's own (the
@@ -155,7 +156,7 @@ def complete_plugs(plugs: Plugs, settings: ConnectionSettings, policy: SendPolic
             **{name: plug for name, plug in shared.items() if getattr(plugs, name) is None},
             closers=(*plugs.closers, stores.close),
         )
-    transport = plugs.transport or AiohttpMessagingApi.from_settings(settings)
+    transport = plugs.transport or Http11MessagingApi.from_settings(settings)
     clock = plugs.clock
     if clock is None:
         clock = transport.clock if isinstance(transport, HasClock) else SystemClock()

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-import aiohttp
 import pytest
 
 from ratatosk import (
@@ -39,6 +38,7 @@ from ratatosk import (
     MessageSource,
     TemplateContent,
 )
+from ratatosk.adapters.http11 import ConnectionPool  # the default transport's pool
 from ratatosk.bootstrap import build_connector
 from ratatosk.emulator.app import start_emulator
 from ratatosk.ports import StatusTimeline
@@ -124,7 +124,7 @@ def test_sixteen_threads_send_twenty_each_and_every_message_is_stored_once(
     emulator: BackgroundEmulator,
 ) -> None:
     """320 sends from 16 threads at once: each its own SID, each stored once, over one pool."""
-    sessions_before = live(aiohttp.ClientSession)
+    sessions_before = live(ConnectionPool)
     stored_before = emulator.control(lambda model: model.stored_count)
     results: dict[tuple[int, int], ConnectorResult[Any]] = {}
     with SyncTwilioWhatsAppConnector(SCHEMA, settings_for(emulator)) as twilio:
@@ -138,7 +138,7 @@ def test_sixteen_threads_send_twenty_each_and_every_message_is_stored_once(
 
         run_threads(16, send_twenty)
         assert len(facade_threads()) == 1
-        opened = new_since(sessions_before, live(aiohttp.ClientSession))
+        opened = new_since(sessions_before, live(ConnectionPool))
         assert len(opened) == 1, "every thread's sends share the facade's one connection pool"
     assert len(results) == 320
     for (thread, n), result in results.items():
@@ -363,13 +363,13 @@ def test_close_ends_the_thread_closes_the_loop_and_the_connection_pool(
     """Nothing runs before the first call; after close() the thread, loop and session are done."""
     threads = set(threading.enumerate())
     loops_before = live(asyncio.AbstractEventLoop)
-    sessions_before = live(aiohttp.ClientSession)
+    sessions_before = live(ConnectionPool)
     twilio = SyncTwilioWhatsAppConnector(SCHEMA, settings_for(emulator))
     assert started_since(threads) == set(), "constructing starts nothing"
     assert twilio.test_connection().successful
     (thread,) = facade_threads()
     (loop,) = new_since(loops_before, live(asyncio.AbstractEventLoop))
-    (session,) = new_since(sessions_before, live(aiohttp.ClientSession))
+    (session,) = new_since(sessions_before, live(ConnectionPool))
     assert thread.is_alive()
     assert thread.daemon
     assert loop.is_running()
@@ -388,7 +388,7 @@ def test_twenty_facades_opened_and_closed_leave_no_thread_loop_or_session(
     """Open, use and close 20 facades: thread count, open loops and open sessions as before."""
     threads = set(threading.enumerate())
     loops_before = live(asyncio.AbstractEventLoop)
-    sessions_before = live(aiohttp.ClientSession)
+    sessions_before = live(ConnectionPool)
     for n in range(20):
         with SyncTwilioWhatsAppConnector(SCHEMA, settings_for(emulator)) as twilio:
             assert twilio.send_message(text(f"open-close {n}")).successful
@@ -400,7 +400,7 @@ def test_twenty_facades_opened_and_closed_leave_no_thread_loop_or_session(
         if not loop.is_closed()
     ] == []  # fmt: skip
     assert [
-        session for session in new_since(sessions_before, live(aiohttp.ClientSession))
+        session for session in new_since(sessions_before, live(ConnectionPool))
         if not session.closed
     ] == []  # fmt: skip
 

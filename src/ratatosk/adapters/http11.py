@@ -97,7 +97,7 @@ def _parse_head(head: bytes) -> tuple[int, bool, dict[str, str]]:
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection: writes a request, parses its answer incrementally."""
 
-    def __init__(self, pool: _Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         self._loop = pool.loop
         self.transport: asyncio.Transport | None = None
@@ -335,7 +335,7 @@ class _Connection(asyncio.Protocol):
         self._fail(HttpError("client closed", sent=True))
 
 
-class _Pool:
+class ConnectionPool:
     """Up to ``max_connections`` connections to one origin; idle ones reused, then closed."""
 
     def __init__(self, client: Http11Client, loop: asyncio.AbstractEventLoop) -> None:
@@ -346,6 +346,7 @@ class _Pool:
         self._open: set[_Connection] = set()
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._sweep: asyncio.TimerHandle | None = None
+        self.closed = False
 
     async def acquire(self, deadline: float, *, fresh: bool = False) -> _Connection:
         while self._idle and not fresh:
@@ -430,6 +431,7 @@ class _Pool:
             )
 
     def close(self) -> None:
+        self.closed = True
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
@@ -498,7 +500,7 @@ class Http11Client:
         self.max_body = max_body
         self._common = _header_block({"Host": host_header, **(headers or {})})
         self._ssl: ssl.SSLContext | None = None
-        self._pool: _Pool | None = None
+        self._pool: ConnectionPool | None = None
 
     def __repr__(self) -> str:
         return f"Http11Client({self.origin!r})"
@@ -534,7 +536,7 @@ class Http11Client:
         if pool is None or pool.loop is not loop:
             if pool is not None:
                 pool.close()
-            pool = self._pool = _Pool(self, loop)
+            pool = self._pool = ConnectionPool(self, loop)
         deadline = loop.time() + self.total_timeout
         no_body = method == "HEAD"
         connection = await pool.acquire(deadline)
