@@ -477,6 +477,7 @@ class Http11Client:
         max_connections: int = 100,
         idle_timeout: float = 15.0,
         max_body: int = 16 * 1024 * 1024,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -499,7 +500,8 @@ class Http11Client:
         self.idle_timeout = idle_timeout
         self.max_body = max_body
         self._common = _header_block({"Host": host_header, **(headers or {})})
-        self._ssl: ssl.SSLContext | None = None
+        #: https only; None: the system's CA store with hostname checks (built on first use)
+        self._ssl: ssl.SSLContext | None = ssl_context
         self._pool: ConnectionPool | None = None
 
     def __repr__(self) -> str:
