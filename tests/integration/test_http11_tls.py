@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trustme
+import uvloop
 from aiohttp import web
 
 from ratatosk.adapters.http11 import Http11Client, HttpError
+from ratatosk.testing import BackgroundEmulator
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +79,20 @@ async def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
         assert "certificate" in str(refused.value).lower()
     finally:
         await client.close()
+
+
+def test_the_client_runs_on_uvloop_too() -> None:
+    """uvloop's transports are not ``asyncio.Transport`` subclasses; the client must not care
+    (``serve``, ``worker`` and uvicorn run on uvloop when it is installed)."""
+
+    async def account(url: str, sid: str) -> int:
+        client = Http11Client(url)
+        try:
+            answer = await client.request("GET", f"/2010-04-01/Accounts/{sid}.json")
+            return answer.status
+        finally:
+            await client.close()
+
+    with BackgroundEmulator() as emulator:
+        status = uvloop.run(account(emulator.url, emulator.account_sid))
+    assert status == 401  # the emulator answered (no credentials sent): the exchange completed
