@@ -12,12 +12,12 @@ and no timing luck. Everything below speaks only through the port.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import attrs
 import pytest
 
+from port_subjects import ManualMonotonic, Subject
 from ratatosk.adapters.memory.outbound_queue import InMemoryOutboundQueue
 from ratatosk.adapters.redis.outbound_queue import RedisOutboundQueue
 from ratatosk.ports import OutboundQueue, QueuedSend, QueueStats
@@ -25,28 +25,6 @@ from redis_support import RedisTimeMachine, shared_redis
 
 #: Long enough that nothing lapses while a test runs, however slow the machine.
 LONG = 3600.0
-
-
-class ManualMonotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-async def _nothing() -> None:
-    return None
-
-
-@attrs.frozen
-class Subject:
-    make: Callable[..., OutboundQueue]
-    advance: Callable[[float], Awaitable[None]]
-    close: Callable[[], Awaitable[None]] = _nothing
 
 
 def in_memory() -> Subject:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import attrs
 import pytest
 
+from port_subjects import ManualMonotonic, Subject
 from ratatosk.adapters.memory import (
     InMemoryRateLimiter,
     InMemorySendLedger,
@@ -26,28 +26,6 @@ from ratatosk.adapters.memory import (
 from ratatosk.adapters.redis import RedisRateLimiter, RedisSendLedger, RedisTemplateCache
 from ratatosk.ports import LedgerState, RateLimiter, SendLedger, TemplateCache, TemplateInfo
 from redis_support import RedisTimeMachine, shared_redis
-
-
-class ManualMonotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-async def _nothing() -> None:
-    return None
-
-
-@attrs.frozen
-class Subject:
-    make: Callable[..., Any]
-    advance: Callable[[float], Awaitable[None]]
-    close: Callable[[], Awaitable[None]] = _nothing
 
 
 def _in_memory(build: Callable[..., Any]) -> Callable[[], Subject]:
