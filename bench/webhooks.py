@@ -37,7 +37,7 @@ async def start(kind: str, port: int, sid: str, token: str) -> Callable[[], Awai
     from ratatosk.twilio.twiml import TwiML
 
     connector = None
-    if kind == "ratatosk":
+    if kind in ("ratatosk", "ratatosk_aiohttp"):
         settings = (
             ConnectionSettings()
             .set_parameter("AccountSid", sid)
@@ -52,6 +52,23 @@ async def start(kind: str, port: int, sid: str, token: str) -> Callable[[], Awai
             nonlocal received
             received += len(result.messages)
 
+        if kind == "ratatosk":  # what ratatosk serve runs: the package's own HTTP/1.1 server
+            from ratatosk.adapters.http11_server import serve_webhooks
+            from ratatosk.adapters.webhook_core import WebhookCore
+
+            core = WebhookCore(
+                connector,
+                validator=connector.signature_validator,
+                public_url=PUBLIC_URL,
+                on_message=on_message,
+            )
+            server = await serve_webhooks(core, "127.0.0.1", port)
+
+            async def stop_own() -> None:
+                await server.close()
+                await connector.shutdown()  # type: ignore[union-attr]
+
+            return stop_own
         app = create_webhook_app(
             connector,
             validator=connector.signature_validator,

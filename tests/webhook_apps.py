@@ -1,7 +1,8 @@
 """Both webhook apps served for real on loopback behind one interface, for one suite of cases.
 
 ``aiohttp`` is ``create_webhook_app`` on aiohttp's server; ``asgi`` is
-``create_asgi_webhook_app`` under uvicorn. Uvicorn serves from the test's own
+``create_asgi_webhook_app`` under uvicorn; ``own`` is the core on the
+package's own HTTP/1.1 server (``ratatosk serve``'s). Uvicorn serves from the test's own
 event loop, on a socket bound to a free loopback port, so a test's handlers
 and the test share asyncio objects (events that hold a handler back) as they
 do with aiohttp. :class:`Uvicorn` runs ``python -m uvicorn`` in a process of its
@@ -28,12 +29,13 @@ from urllib.parse import urlsplit
 import attrs
 import uvicorn
 
+from ratatosk.adapters import http11_server
 from ratatosk.adapters.asgi import create_asgi_webhook_app
 from ratatosk.adapters.http_server import start_server
-from ratatosk.adapters.webhook_core import WebhookReceiver, WebhookStats
+from ratatosk.adapters.webhook_core import WebhookCore, WebhookReceiver, WebhookStats
 from ratatosk.adapters.webhook_server import STATS, create_webhook_app
 
-KINDS = ("aiohttp", "asgi")
+KINDS = ("aiohttp", "asgi", "own")
 
 
 @attrs.frozen
@@ -87,7 +89,11 @@ async def serve_asgi(
 
 
 async def serve_webhooks(kind: str, receiver: WebhookReceiver, **options: Any) -> Served:
-    """``create_webhook_app`` or ``create_asgi_webhook_app`` with ``options``, served."""
+    """``create_webhook_app``, ``create_asgi_webhook_app`` or the core with ``options``, served."""
+    if kind == "own":
+        core = WebhookCore(receiver, **options)
+        server = await http11_server.serve_webhooks(core)
+        return Served(server.url, core.stats, server.close)
     if kind == "aiohttp":
         app = create_webhook_app(receiver, **options)
         running = await start_server(app, access_log=False)

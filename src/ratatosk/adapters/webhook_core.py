@@ -51,6 +51,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from http import HTTPStatus
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 import attrs
@@ -129,6 +130,10 @@ class BodyTooLarge(Exception):
     """Raised by :meth:`Incoming.read` once the body passes ``max_body_bytes``."""
 
 
+class MalformedBody(Exception):
+    """Raised by :meth:`Incoming.read` when the body's framing is broken (a bad chunk)."""
+
+
 class Incoming(Protocol):
     """One request as a server received it; the gate reads only what it needs.
 
@@ -167,6 +172,9 @@ class Incoming(Protocol):
         ...
 
 
+_KNOWN_STATUSES: Final = frozenset(status.value for status in HTTPStatus)
+
+
 def _header_pairs(media_type: str, extra: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
     return (("Content-Type", f"{media_type}; charset=utf-8"), *(extra or {}).items())
 
@@ -176,20 +184,32 @@ class Reply:
     """An answer as status, headers and body, in the two shapes servers want them.
 
     ``headers`` (names as written, ``Content-Type`` first) suit aiohttp;
-    ``raw_headers`` (lower-case bytes, ``content-length`` included) are ASGI's.
+    ``raw_headers`` (lower-case bytes, ``content-length`` included) are ASGI's;
+    ``http11_head`` (the status line and those headers, ``Content-Length``
+    included, without the blank line) is written as is by the package's own
+    server, so a constant answer is serialised once, at start-up.
     """
 
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...]
     duplicate: bool = False  #: a repeat delivery: answered 200, the handler not called
-    raw_headers: tuple[tuple[bytes, bytes], ...] = attrs.field(init=False)
+    raw_headers: tuple[tuple[bytes, bytes], ...] = attrs.field(init=False, repr=False)
+    http11_head: bytes = attrs.field(init=False, repr=False)
 
     @raw_headers.default
     def _raw(self) -> tuple[tuple[bytes, bytes], ...]:
         pairs = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
         pairs.append((b"content-length", str(len(self.body)).encode("ascii")))
         return tuple(pairs)
+
+    @http11_head.default
+    def _http11(self) -> bytes:
+        reason = HTTPStatus(self.status).phrase if self.status in _KNOWN_STATUSES else ""
+        lines = [f"HTTP/1.1 {self.status} {reason}"]
+        lines += [f"{name}: {value}" for name, value in self.headers]
+        lines.append(f"Content-Length: {len(self.body)}")
+        return ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
     @classmethod
     def of(
@@ -222,6 +242,7 @@ TOO_LARGE: Final = Reply.refusal(413, _DATA, "body too large")
 TOO_SLOW: Final = Reply.refusal(408, _DATA, "body too slow")
 TOO_MANY_FIELDS: Final = Reply.refusal(413, _DATA, "too many fields")
 NOT_UTF8: Final = Reply.refusal(400, _DATA, "a JSON body must be UTF-8")
+BAD_FRAMING: Final = Reply.refusal(400, _DATA, "the body's chunked framing is malformed")
 UNSUPPORTED: Final = Reply.refusal(
     415,
     MessagingErrorCodes.UNSUPPORTED_CONTENT_TYPE,
@@ -274,6 +295,9 @@ class _Gate:
         except BodyTooLarge:
             self.stats.refused_size += 1
             return TOO_LARGE
+        except MalformedBody:
+            self.stats.bad_request += 1
+            return BAD_FRAMING
         except TimeoutError:
             self.stats.timeouts += 1
             return TOO_SLOW
@@ -817,6 +841,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "BodyTooLarge",
     "Incoming",
+    "MalformedBody",
     "MessageHandler",
     "Reply",
     "Route",
