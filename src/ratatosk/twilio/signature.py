@@ -23,9 +23,18 @@ Params = Mapping[str, Sequence[str] | str]
 
 def _signed_params(params: Params) -> str:
     """Sorted ``key + value`` pairs, each key's values sorted and de-duplicated, joined."""
+    items = sorted(params.items())  # keys are unique: sorting the items compares keys only
+    try:
+        # A webhook's every field has one value: unpacking it is the whole work. A str
+        # value unpacks only when it is one character, which is then the value itself.
+        return "".join([key + value for key, (value,) in items])
+    except ValueError:  # a field with several values, none, or a longer str value
+        return _signed_params_in_full(items)
+
+
+def _signed_params_in_full(items: Sequence[tuple[str, Sequence[str] | str]]) -> str:
     parts: list[str] = []
-    # Keys are unique, so sorting the items compares keys only.
-    for key, value in sorted(params.items()):
+    for key, value in items:
         if isinstance(value, str):
             parts.append(key + value)
         elif len(value) == 1:  # a webhook's every field, nearly always
