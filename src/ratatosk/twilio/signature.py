@@ -27,7 +27,7 @@ def _signed_params(params: Params) -> str:
     try:
         # A webhook's every field has one value: unpacking it is the whole work. A str
         # value unpacks only when it is one character, which is then the value itself.
-        return "".join([key + value for key, (value,) in items])
+        return "".join([key + value for key, (value,) in items])  # type: ignore[str-unpack]
     except ValueError:  # a field with several values, none, or a longer str value
         return _signed_params_in_full(items)
 
