@@ -28,7 +28,8 @@ from .adapters.memory import InMemoryRateLimiter, InMemorySendLedger, InMemorySt
 from .adapters.memory.outbound_queue import InMemoryOutboundQueue
 from .adapters.templates import ContentApiTemplateCatalog, StaticTemplateCatalog
 from .adapters.twilio_http import Http11MessagingApi
-from .adapters.webhook_server import MessageHandler, StatusHandler, create_webhook_app
+from .adapters.webhook_core import WebhookCore
+from .adapters.webhook_server import MessageHandler, StatusHandler, webhook_app
 from .adapters.worker import QueueWorker, WorkerSettings
 from .domain.settings import ConnectionSettings
 from .domain.status import ConnectorState
@@ -249,6 +250,37 @@ def build_connector(
     )
 
 
+def build_webhook_core(
+    connector: TwilioWhatsAppConnector,
+    *,
+    public_url: str | None = None,
+    on_message: MessageHandler | None = None,
+    on_status: StatusHandler | None = None,
+    trust_forwarded: bool = False,
+    dedup: Deduplicator | None = None,
+    telemetry: Telemetry | None = None,
+) -> WebhookCore:
+    """The webhook gate for an initialised connector, with its signature validator.
+
+    ``dedup`` defaults to the in-memory store; several server processes need
+    a shared one behind the ``Deduplicator`` port. ``telemetry`` defaults to
+    the connector's, so one ``OpenTelemetry()`` watches sends and webhooks.
+    Serve it with ``ratatosk.adapters.http11_server.serve_webhooks`` (the
+    package's own HTTP/1.1 server, adr/0027, what ``ratatosk serve`` runs),
+    or mount it in aiohttp with :func:`build_webhook_app`.
+    """
+    return WebhookCore(
+        connector,
+        validator=connector.signature_validator,
+        public_url=public_url,
+        on_message=on_message,
+        on_status=on_status,
+        trust_forwarded=trust_forwarded,
+        dedup=dedup,
+        telemetry=telemetry if telemetry is not None else connector.telemetry,
+    )
+
+
 def build_webhook_app(
     connector: TwilioWhatsAppConnector,
     *,
@@ -259,21 +291,17 @@ def build_webhook_app(
     dedup: Deduplicator | None = None,
     telemetry: Telemetry | None = None,
 ) -> web.Application:
-    """The webhook server's app for an initialised connector, with its signature validator.
-
-    ``dedup`` defaults to the in-memory store; several server processes need
-    a shared one behind the ``Deduplicator`` port. ``telemetry`` defaults to
-    the connector's, so one ``OpenTelemetry()`` watches sends and webhooks.
-    """
-    return create_webhook_app(
-        connector,
-        validator=connector.signature_validator,
-        public_url=public_url,
-        on_message=on_message,
-        on_status=on_status,
-        trust_forwarded=trust_forwarded,
-        dedup=dedup,
-        telemetry=telemetry if telemetry is not None else connector.telemetry,
+    """:func:`build_webhook_core` as an aiohttp app, for an aiohttp application of your own."""
+    return webhook_app(
+        build_webhook_core(
+            connector,
+            public_url=public_url,
+            on_message=on_message,
+            on_status=on_status,
+            trust_forwarded=trust_forwarded,
+            dedup=dedup,
+            telemetry=telemetry,
+        )
     )
 
 

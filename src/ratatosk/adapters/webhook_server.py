@@ -129,23 +129,29 @@ def create_webhook_app(
     duration); the handler runs inside that observation (an OpenTelemetry
     span is current while it runs).
     """
-    core = WebhookCore(
-        receiver,
-        validator=validator,
-        public_url=public_url,
-        on_message=on_message,
-        on_status=on_status,
-        max_body_bytes=max_body_bytes,
-        max_fields=max_fields,
-        body_timeout=body_timeout,
-        trust_forwarded=trust_forwarded,
-        dedup=dedup,
-        in_flight_wait=in_flight_wait,
-        max_handler_attempts=max_handler_attempts,
-        path_prefix=path_prefix,
-        telemetry=telemetry,
+    return webhook_app(
+        WebhookCore(
+            receiver,
+            validator=validator,
+            public_url=public_url,
+            on_message=on_message,
+            on_status=on_status,
+            max_body_bytes=max_body_bytes,
+            max_fields=max_fields,
+            body_timeout=body_timeout,
+            trust_forwarded=trust_forwarded,
+            dedup=dedup,
+            in_flight_wait=in_flight_wait,
+            max_handler_attempts=max_handler_attempts,
+            path_prefix=path_prefix,
+            telemetry=telemetry,
+        )
     )
-    app = web.Application(client_max_size=max_body_bytes)
+
+
+def webhook_app(core: WebhookCore) -> web.Application:
+    """An aiohttp app answering with ``core`` (closed when the app shuts down)."""
+    app = web.Application(client_max_size=core.max_body_bytes)
     app[STATS] = core.stats
 
     async def close_core(_: web.Application) -> None:
@@ -170,4 +176,5 @@ __all__ = [
     "WebhookReceiver",
     "WebhookStats",
     "create_webhook_app",
+    "webhook_app",
 ]

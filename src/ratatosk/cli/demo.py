@@ -16,8 +16,8 @@ import time
 
 import aiohttp
 
-from ..adapters.http_server import RunningServer, start_server
-from ..bootstrap import build_connector, build_webhook_app
+from ..adapters.http11_server import WebhookServer, serve_webhooks
+from ..bootstrap import build_connector, build_webhook_core
 from ..domain.content import MediaContent, MediaType, TemplateContent
 from ..domain.message import Message, MessageBuilder
 from ..domain.result import ReceiveResult, StatusUpdate
@@ -133,13 +133,13 @@ async def demo(out: Output, *, timeout: float = 20.0) -> int:
         .set_parameter("StatusCallback", f"{public}{WEBHOOK_PATH}/status")
     )
     connector = build_connector(settings, environ={})
-    server: RunningServer | None = None
+    server: WebhookServer | None = None
     try:
         (await connector.initialize()).unwrap()
-        app = build_webhook_app(
+        core = build_webhook_core(
             connector, public_url=public, on_message=watcher.on_message, on_status=watcher.on_status
         )
-        server = await start_server(app, sock=sock)
+        server = await serve_webhooks(core, sock=sock)
         out.emit(
             "start", f"Twilio emulator  {emulator.url}\nwebhook server   {public}{WEBHOOK_PATH}"
         )

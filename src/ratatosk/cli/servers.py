@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..adapters.http_server import start_server
-from ..adapters.webhook_server import DEFAULT_PREFIX
+from ..adapters.http11_server import serve_webhooks
+from ..adapters.webhook_core import DEFAULT_PREFIX
 from ..bootstrap import (
     build_connector,
-    build_webhook_app,
+    build_webhook_core,
     emulator_account,
     open_redis,
     redis_url,
@@ -138,7 +138,7 @@ async def _serve_with(
     async def on_status(update: StatusUpdate) -> None:
         out.emit("status", describe_status(update), **status_json(update), **tag)
 
-    app = build_webhook_app(
+    core = build_webhook_core(
         connector,
         public_url=public_url,
         on_message=on_message,
@@ -152,9 +152,9 @@ async def _serve_with(
         try:
             if worker is not None:
                 sock = supervisor.reuse_port_socket(args.host, args.port)
-                server = await start_server(app, sock=sock)
+                server = await serve_webhooks(core, sock=sock)
             else:
-                server = await start_server(app, args.host, args.port)
+                server = await serve_webhooks(core, args.host, args.port)
         except BaseException:
             await connector.shutdown()
             raise
