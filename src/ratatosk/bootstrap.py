@@ -23,8 +23,12 @@ from aiohttp import web
 
 from .adapters.asgi import AsgiWebhookApp, create_asgi_webhook_app
 from .adapters.clock import SystemClock
-from .adapters.conversation_window import InMemoryConversationWindows
-from .adapters.memory import InMemoryRateLimiter, InMemorySendLedger, InMemoryStatusTracker
+from .adapters.memory import (
+    InMemoryConversationWindows,
+    InMemoryRateLimiter,
+    InMemorySendLedger,
+    InMemoryStatusTracker,
+)
 from .adapters.memory.outbound_queue import InMemoryOutboundQueue
 from .adapters.templates import ContentApiTemplateCatalog, StaticTemplateCatalog
 from .adapters.twilio_http import Http11MessagingApi

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import pytest
 
-from ratatosk.adapters.conversation_window import InMemoryConversationWindows
+from ratatosk.adapters.memory import InMemoryConversationWindows
 from ratatosk.adapters.redis import RedisConversationWindows
 from ratatosk.ports import ConversationWindow
 from redis_support import RedisTimeMachine, shared_redis

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import pytest
 
-from ratatosk.adapters.dedup import InMemoryDeduplicator
+from ratatosk.adapters.memory import InMemoryDeduplicator
 from ratatosk.adapters.redis import RedisDeduplicator
 from ratatosk.ports import Claim, Deduplicator
 from redis_support import RedisTimeMachine, shared_redis

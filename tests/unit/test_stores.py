@@ -7,8 +7,7 @@ import datetime as dt
 
 import pytest
 
-from ratatosk.adapters.conversation_window import InMemoryConversationWindows
-from ratatosk.adapters.dedup import InMemoryDeduplicator
+from ratatosk.adapters.memory import InMemoryConversationWindows, InMemoryDeduplicator
 from ratatosk.adapters.templates import ContentApiTemplateCatalog
 from ratatosk.emulator.app import start_emulator
 from ratatosk.ports import Claim, ConversationWindow, Deduplicator

@@ -12,7 +12,7 @@ import logging
 
 import pytest
 
-from ratatosk.adapters.dedup import InMemoryDeduplicator
+from ratatosk.adapters.memory import InMemoryDeduplicator
 from ratatosk.adapters.webhook_core import WebhookStats, _Deliveries
 from ratatosk.ports import Claim, StateStoreError
 

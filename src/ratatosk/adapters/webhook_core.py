@@ -72,8 +72,8 @@ from ..twilio.errors import TwilioErrorCodes
 from ..twilio.signature_diagnosis import FORWARDED_HEADERS, diagnose, summary
 from ..twilio.twiml import TwiML
 from ..twilio.wire import parse_form
-from .dedup import InMemoryDeduplicator
 from .log_budget import LogBudget
+from .memory import InMemoryDeduplicator
 
 log = logging.getLogger("ratatosk.webhooks")
 

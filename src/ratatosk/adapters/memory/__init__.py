@@ -5,12 +5,16 @@ use. Each has a twin behind the same port for a shared store, and each runs
 through the same port contract suite (``tests/ports``).
 """
 
+from .conversation_window import InMemoryConversationWindows
+from .dedup import InMemoryDeduplicator
 from .rate_limiter import InMemoryRateLimiter
 from .send_ledger import InMemorySendLedger
 from .status_tracker import InMemoryStatusTracker
 from .template_cache import InMemoryTemplateCache
 
 __all__ = [
+    "InMemoryConversationWindows",
+    "InMemoryDeduplicator",
     "InMemoryRateLimiter",
     "InMemorySendLedger",
     "InMemoryStatusTracker",

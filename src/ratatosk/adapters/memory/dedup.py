@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from ..ports import Claim
+from ...ports import Claim
 
 
 class _Entry:
