@@ -65,11 +65,11 @@ def draw(summary: dict[str, Any], path: Path) -> None:
         _bars(
             axes[row][0],
             f"webhook server CPU per request ({loop})\nvs the SDK-written handler",
-            ["bare aiohttp\n(floor)", "SDK-written", "ratatosk"],
-            [hook["bare_aiohttp"], hook["twilio_sdk"], hook["ratatosk"]],
+            ["bare aiohttp\n(floor)", "SDK-written", "ratatosk\non aiohttp", "ratatosk\n(serve)"],
+            [hook["bare_aiohttp"], hook["twilio_sdk"], hook["ratatosk_aiohttp"], hook["ratatosk"]],
             hook["twilio_sdk"],
             "µs",
-            [FLOOR, THEIRS, OURS],
+            [FLOOR, THEIRS, OURS, OURS],
         )
         cpu = block["send_cpu_us_per_msg"]
         _bars(

@@ -10,9 +10,11 @@ asyncio's event loop and, when uvloop is installed, on uvloop's too:
   clients interleaved batch by batch in one worker process (see sending.py);
 * the same asyncio clients once through the emulator, for correctness: the
   behaviour model accepts every request of every client;
-* webhook ingestion: the package's webhook server, the handler a user writes
-  with the SDK (``request.post()`` + ``RequestValidator``) and a bare aiohttp
-  handler (the floor), each in a worker process, under one load generator;
+* webhook ingestion: the package's webhook server (its own HTTP/1.1 server,
+  what ``ratatosk serve`` runs), the same gate as an aiohttp app, the
+  handler a user writes with the SDK (``request.post()`` +
+  ``RequestValidator``) and a bare aiohttp handler (the floor), each in a
+  worker process, under one load generator; server CPU user and system apart;
 * ``ratatosk serve --workers N`` for N = 1, 2, 3: requests per second;
 * RSS growth over 100,000 sends through ``FakeTwilio``;
 * the pure hot path (build + validate + encode one message).
@@ -491,6 +493,11 @@ def _loop_summary(send: Runs, hooks: Runs) -> dict[str, Any]:
         "webhook_cpu_vs_twilio_sdk": hook_cpu["ratatosk"] / hook_cpu["twilio_sdk"],
         "webhook_cpu_vs_bare_aiohttp": hook_cpu["ratatosk"] / hook_cpu["bare_aiohttp"],
         "twilio_sdk_webhook_cpu_vs_bare_aiohttp": hook_cpu["twilio_sdk"] / hook_cpu["bare_aiohttp"],
+        # The same gate as an aiohttp app (for mounting in an aiohttp application).
+        "webhook_cpu_vs_twilio_sdk_on_aiohttp": hook_cpu["ratatosk_aiohttp"]
+        / hook_cpu["twilio_sdk"],
+        "webhook_cpu_vs_bare_aiohttp_on_aiohttp": hook_cpu["ratatosk_aiohttp"]
+        / hook_cpu["bare_aiohttp"],
         "webhook_vs_twilio_sdk": hook_rate["ratatosk"] / hook_rate["twilio_sdk"],
         "webhook_vs_bare_aiohttp": hook_rate["ratatosk"] / hook_rate["bare_aiohttp"],
         "cpu_vs_twilio_async": cpu["connector"] / cpu["twilio_async"],
@@ -517,6 +524,12 @@ def _loop_summary(send: Runs, hooks: Runs) -> dict[str, Any]:
         },
         "webhook_rate_req_per_s": hook_rate,
         "webhook_server_cpu_us_per_req": hook_cpu,
+        "webhook_server_user_us_per_req": {
+            name: median(runs, "server_user_us") for name, runs in hooks.items()
+        },
+        "webhook_server_system_us_per_req": {
+            name: median(runs, "server_system_us") for name, runs in hooks.items()
+        },
         # Contention from other processes only ever adds CPU time: the quietest repetition
         # of each is the other fair estimate.
         "best_of_reps": {
@@ -611,10 +624,18 @@ def print_table(summary: dict[str, Any]) -> None:
                 f" {system[name]:5.0f} {server[name]:17.1f} {share[name]:7.0%}"
             )
         hooks, hook_cpu = block["webhook_rate_req_per_s"], block["webhook_server_cpu_us_per_req"]
-        print(f"[{loop} loop] Webhooks ({cfg['webhook_count']} signed inbound, 50 in flight)")
-        print(f"  {'server':14} {'req/s':>8} {'server CPU µs/req':>18}")
+        hook_user = block["webhook_server_user_us_per_req"]
+        hook_system = block["webhook_server_system_us_per_req"]
+        print(
+            f"[{loop} loop] Webhooks ({cfg['webhook_count']} signed inbound,"
+            f" {CONCURRENCY} in flight)"
+        )
+        print(f"  {'server':16} {'req/s':>8} {'server CPU µs/req':>18} {'(user':>7} {'sys)':>5}")
         for name in WEBHOOK_SERVERS:
-            print(f"  {name:14} {hooks[name]:8.0f} {hook_cpu[name]:18.1f}")
+            print(
+                f"  {name:16} {hooks[name]:8.0f} {hook_cpu[name]:18.1f}"
+                f" {hook_user[name]:7.0f} {hook_system[name]:5.0f}"
+            )
         print(f"[{loop} loop] Ratios")
         for key, value in block.items():
             if isinstance(value, float):
