@@ -68,6 +68,9 @@ _CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET: Final = re.compile(r"/[\x21-\x7e]*")
 _CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,8}")
 _CHUNK_LINE_LIMIT: Final = 1024
+#: Answers held for the next flush at most; past it they are written at once, so a
+#: flood of pipelined requests meets the transport's back-pressure (pause_writing).
+_FLUSH_EVERY: Final = 64
 MALFORMED_LOG_BURST: Final = 5
 MALFORMED_LOG_PERIOD: Final = 60.0
 
@@ -245,7 +248,14 @@ class _Connection(asyncio.Protocol):
             self._wake(None)
         elif self._handling is None:
             self._next()
-        elif len(self.buffer) > self._limits.max_head_bytes and not self._reading_paused:
+        # Whatever left more than a head waiting (a request in progress, or a client that
+        # does not read its answers: writing paused): stop reading until it is taken.
+        if (
+            len(self.buffer) > self._limits.max_head_bytes
+            and not self._reading_paused
+            and self._waiter is None
+            and not self._lost
+        ):
             self._reading_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
 
@@ -267,42 +277,51 @@ class _Connection(asyncio.Protocol):
     # -- requests ------------------------------------------------------------
 
     def _next(self) -> None:
-        """Start on the next whole head in the buffer, if any; else wait for one."""
-        if self._lost or self._writing_paused or self._closing:
-            if self._closing and self._handling is None:
-                self._close()
-            return
-        buffer = self.buffer
-        end = buffer.find(b"\r\n\r\n", 0, self._limits.max_head_bytes + 4)
-        if end < 0:
-            if self._eof:
-                self._close()
+        """Start on the next whole head in the buffer, if any; else wait for one.
+
+        A loop, not a recursion through :meth:`_answer`: thousands of constant
+        answers (``/healthz``, 404) pipelined in one buffer are answered one
+        after the other without growing the stack.
+        """
+        while True:
+            if self._lost or self._writing_paused or self._closing:
+                if self._closing and self._handling is None:
+                    self._close()
                 return
-            if len(buffer) > self._limits.max_head_bytes:
-                self._refuse(_HEAD_TOO_LARGE, "head too large")
+            buffer = self.buffer
+            end = buffer.find(b"\r\n\r\n", 0, self._limits.max_head_bytes + 4)
+            if end < 0:
+                if self._eof:
+                    self._close()
+                    return
+                if len(buffer) > self._limits.max_head_bytes:
+                    self._refuse(_HEAD_TOO_LARGE, "head too large")
+                    return
+                if self._reading_paused:
+                    self._reading_paused = False
+                    self.transport.resume_reading()  # type: ignore[union-attr]
+                if self._idle is None:
+                    self._arm_idle()
                 return
-            if self._reading_paused:
-                self._reading_paused = False
-                self.transport.resume_reading()  # type: ignore[union-attr]
-            if self._idle is None:
-                self._arm_idle()
-            return
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        head = bytes(buffer[:end])
-        del buffer[: end + 4]
-        try:
-            request = self._parse(head)
-        except _Refused as refused:
-            self._refuse(refused.reply, str(refused))
-            return
-        routed = self.core.dispatch(request.method, request.target.partition("?")[0])
-        if isinstance(routed, Reply):
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+            head = bytes(buffer[:end])
+            del buffer[: end + 4]
+            try:
+                request = self._parse(head)
+            except _Refused as refused:
+                self._refuse(refused.reply, str(refused))
+                return
+            routed = self.core.dispatch(request.method, request.target.partition("?")[0])
+            if not isinstance(routed, Reply):
+                self._handling = asyncio.get_running_loop().create_task(
+                    self._handle(routed, request)
+                )
+                return
             self._skip_body(request)
-            self._answer(request, routed)
-            return
-        self._handling = asyncio.get_running_loop().create_task(self._handle(routed, request))
+            if not self._answer(request, routed):
+                return
 
     def _parse(self, head: bytes) -> _Request:
         lines = head.decode("latin-1").split("\r\n")
@@ -393,7 +412,8 @@ class _Connection(asyncio.Protocol):
         self._handling = None
         if request.body_pending:
             self._skip_body(request)
-        self._answer(request, reply)
+        if self._answer(request, reply):
+            self._next()
 
     def _skip_body(self, request: _Request) -> None:
         """Drop an unread body already buffered; otherwise the connection cannot continue."""
@@ -406,9 +426,10 @@ class _Connection(asyncio.Protocol):
         else:
             request.keep_alive = False
 
-    def _answer(self, request: _Request, reply: Reply) -> None:
+    def _answer(self, request: _Request, reply: Reply) -> bool:
+        """Send the answer; True if the connection goes on to the next request."""
         if self._lost:
-            return
+            return False
         keep = request.keep_alive and not self._closing and not self.server.stopping
         parts = [reply.http11_head, _DATE.line()]
         if not keep:
@@ -419,10 +440,9 @@ class _Connection(asyncio.Protocol):
         if not request.head_only:
             parts.append(reply.body)
         self._later(b"".join(parts))
-        if keep:
-            self._next()
-        else:
+        if not keep:
             self._close()
+        return keep
 
     def _refuse(self, reply: Reply, why: str) -> None:
         self.server.malformed(self, why)
@@ -509,6 +529,8 @@ class _Connection(asyncio.Protocol):
         if not self._out:
             self.server.flush_later(self)
         self._out.append(data)
+        if len(self._out) >= _FLUSH_EVERY:  # a pipelined flood: let the transport push back
+            self.flush()
 
     def flush(self) -> None:
         if self._out:
