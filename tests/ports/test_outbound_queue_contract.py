@@ -199,6 +199,51 @@ class TestAcknowledgeAndResults:
         assert await queue.stats() == QueueStats(waiting=2, pending=0, dead=1)
 
 
+class TestHolds:
+    """What a submitter asks to tell "still queued" from "the queue no longer knows it"."""
+
+    async def test_waiting_and_pending_entries_are_held_finished_ones_not(
+        self, subject: Subject
+    ) -> None:
+        queue = subject.make(visibility=30.0)
+        waiting, pending, done, dead = await add(queue, 1, 2, 3, 4)
+        assert list(await queue.holds([waiting, pending, done, dead])) == [True] * 4
+        _, two, three, four = await queue.read("w1", count=4)
+        await queue.complete(three, SENT)
+        await queue.dead_letter(four, "because", {"message_id": "m4", "error": {}})
+        await queue.release("w1", [two.entry_id])  # handed back: still the queue's to finish
+        await subject.advance(31.0)  # past the visibility timeout: still held
+        assert list(await queue.holds([dead, waiting, done, pending])) == [
+            False,
+            True,
+            False,
+            True,
+        ]
+
+    async def test_an_id_the_queue_never_gave_is_not_held(self, subject: Subject) -> None:
+        """Another queue's entry id, or one edited by hand: the queue knows nothing of it."""
+        queue = subject.make()
+        (real,) = await add(queue, 1)
+        other = subject.make()
+        assert list(await other.holds([real])) == [False]
+        assert list(await queue.holds(["99999-0", "not-an-id", "", real])) == [
+            False,
+            False,
+            False,
+            True,
+        ]
+        assert list(await queue.holds([])) == []
+
+    async def test_a_held_entry_outlives_the_results_ttl(self, subject: Subject) -> None:
+        """A send left for a re-check may stay pending past the TTL: still held, not unknown."""
+        queue = subject.make(result_ttl=60.0)
+        (entry_id,) = await add(queue, 1)
+        await queue.read("w1", count=1)
+        await subject.advance(61.0)
+        assert await queue.result("m1") is None
+        assert list(await queue.holds([entry_id])) == [True]
+
+
 class TestReclaim:
     async def test_an_untouched_entry_is_reclaimed_after_the_timeout(
         self, subject: Subject

@@ -121,6 +121,15 @@ class OutboundQueue(Protocol):
         """The message's final result; None while it has none (or after the results' TTL)."""
         ...
 
+    async def holds(self, entry_ids: Sequence[str]) -> Sequence[bool]:
+        """Whether each entry is still in the queue (waiting or pending), in order.
+
+        False once it was completed or dead-lettered, and for an id the queue
+        never gave out: with no :meth:`result` either, the queue no longer
+        knows the message, which a submitter must not wait on forever.
+        """
+        ...
+
     async def dead_letters(self, count: int = 100) -> Sequence[DeadLetter]:
         """The oldest ``count`` dead letters kept."""
         ...

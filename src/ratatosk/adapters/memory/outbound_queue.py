@@ -53,6 +53,8 @@ class InMemoryOutboundQueue:
         self._max_results = max_results
         self._waiting: deque[QueuedSend] = deque()
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        #: Entry ids added and not yet completed or dead-lettered (waiting or pending).
+        self._held: set[str] = set()
         self._results: OrderedDict[str, tuple[float, Mapping[str, object]]] = OrderedDict()
         self._dead: deque[DeadLetter] = deque(maxlen=max_dead)
         self._ids = itertools.count(1)
@@ -76,6 +78,7 @@ class InMemoryOutboundQueue:
                 QueuedSend(entry_id=entry_id, message_id=message_id, payload=dict(payload))
             )
             ids.append(entry_id)
+        self._held.update(ids)
         if ids:
             self._added.set()
         return ids
@@ -123,12 +126,14 @@ class InMemoryOutboundQueue:
 
     async def complete(self, entry: QueuedSend, result: Mapping[str, object]) -> bool:
         self._pending.pop(entry.entry_id, None)
+        self._held.discard(entry.entry_id)
         return self._record(entry.message_id, result)
 
     async def dead_letter(
         self, entry: QueuedSend, reason: str, result: Mapping[str, object]
     ) -> bool:
         self._pending.pop(entry.entry_id, None)
+        self._held.discard(entry.entry_id)
         self._dead.append(
             DeadLetter(
                 entry_id=entry.entry_id,
@@ -161,6 +166,9 @@ class InMemoryOutboundQueue:
         self._expire(self._now())
         held = self._results.get(message_id)
         return None if held is None else held[1]
+
+    async def holds(self, entry_ids: Sequence[str]) -> Sequence[bool]:
+        return [entry_id in self._held for entry_id in entry_ids]
 
     async def dead_letters(self, count: int = 100) -> Sequence[DeadLetter]:
         return list(itertools.islice(self._dead, count))

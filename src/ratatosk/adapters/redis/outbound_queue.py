@@ -12,6 +12,10 @@ whole queue lives on one slot and every multi-key step stays atomic):
 * ``queue:{<name>}:result:<message id>``: the final result as JSON, kept
   ``result_ttl`` seconds; written once (``SET NX``), the first result wins.
 
+``holds`` asks the stream for each entry id (``XRANGE id id``): an entry
+there is waiting or pending, since a finished one is deleted with its
+acknowledgement, in the same transaction that stores its result.
+
 Reading is ``XREADGROUP`` (``>``: entries nobody had); reclaiming is
 ``XAUTOCLAIM`` past the visibility timeout, the delivery count read back from
 the group's pending list (``XPENDING``) in the same script; ``extend`` and
@@ -22,6 +26,7 @@ counts no delivery), only for entries their consumer still holds.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -30,6 +35,9 @@ from redis.exceptions import ResponseError
 
 from ...ports import DeadLetter, QueuedSend, QueueStats
 from ._common import DEFAULT_PREFIX, check_prefix, millis, text, unavailable
+
+#: A stream entry id as Redis writes them; anything else (a hand-edited ticket) names no entry.
+_ENTRY_ID: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 #: Hand out pending entries idle past ARGV[3] ms, with their delivery counts.
 _RECLAIM: Final = """
@@ -230,6 +238,18 @@ class RedisOutboundQueue:
             return None
         found: Mapping[str, object] = json.loads(text(stored))
         return found
+
+    async def holds(self, entry_ids: Sequence[str]) -> Sequence[bool]:
+        asked = [e for e in entry_ids if _ENTRY_ID.fullmatch(e)]
+        if not asked:
+            return [False] * len(entry_ids)
+        with unavailable("look for entries of the outbound queue"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for entry_id in asked:
+                    pipe.xrange(self.stream_key, entry_id, entry_id, count=1)
+                found = await pipe.execute()
+        there = {entry_id for entry_id, items in zip(asked, found, strict=True) if items}
+        return [entry_id in there for entry_id in entry_ids]
 
     async def dead_letters(self, count: int = 100) -> Sequence[DeadLetter]:
         with unavailable("read the dead letters"):
