@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_py
 
 from ratatosk.testing import BackgroundEmulator
 from readme_text import blocks, section
@@ -407,3 +408,116 @@ def test_the_readme_queue_commands_run_as_written(
     assert {to: stored[to] for to in recipients} == dict.fromkeys(recipients, 1)
     everything = out + err + "".join(a.stdout + a.stderr for a in answers)
     assert_no_token(everything, emulator.account_sid, TOKEN)
+
+
+def _keys(redis: RedisServer) -> Any:
+    """A plain (blocking) client on the module's server, to age or drop what the queue holds."""
+    return redis_py.Redis.from_url(redis.url, decode_responses=True)
+
+
+def _unknown_lines(results: list[dict[str, Any]]) -> set[int]:
+    return {r["line"] for r in results if r.get("code") == "QUEUED_MESSAGE_UNKNOWN"}
+
+
+def test_a_row_whose_result_expired_ends_with_queued_message_unknown_not_a_wait_forever(
+    emulator: BackgroundEmulator, redis: RedisServer, tmp_path: Path
+) -> None:
+    """After --no-wait, the workers finish, and the results outlive their TTL before the rerun.
+
+    The queue then holds neither the entries (finished) nor their results
+    (expired, as after the 24 h TTL: here each key's TTL is cut to 1 ms). The
+    rerun used to poll those rows forever; now each ends QUEUED_MESSAGE_UNKNOWN,
+    counted of unknown outcome, and a later run does not submit them again:
+    Twilio does hold them.
+    """
+    rows = tmp_path / "queue-expired.jsonl"
+    good, _ = _write(rows, block=5, count=8)
+    results_path = rows.with_name("queue-expired.jsonl.results.jsonl")
+    expired = ("--queue-name", "expired")
+    code, events, _ = send_batch(emulator, redis, str(rows), "--no-wait", *expired)
+    assert _summary(events)["submitted"] == len(good)
+    worker = Worker(emulator, redis, "expired")
+    try:
+        client = _keys(redis)
+        deadline = time.monotonic() + 60
+        pattern = "ratatosk:queue:{expired}:result:*"
+        while len(client.keys(pattern)) < len(good):
+            assert time.monotonic() < deadline, "the worker never finished the rows"
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    for key in client.keys(pattern):
+        client.pexpire(key, 1)
+    while client.keys(pattern):  # gone, as after the TTL
+        time.sleep(0.01)
+    client.close()
+
+    code, events, stderr = send_batch(emulator, redis, str(rows), *expired)
+    assert code == 1, stderr
+    summary = _summary(events)
+    assert (summary["unknown"], summary["sent"], summary["queued"]) == (len(good), 0, 0)
+    assert set(_by_line(events, "unknown")) == set(good)
+    assert set(_by_line(events, "unknown").values()) == {"QUEUED_MESSAGE_UNKNOWN"}
+    results = _results(results_path)
+    assert _unknown_lines(results) == set(good)
+    assert all("Twilio" in r["message"] for r in results if "code" in r and r["line"] in good)
+
+    again, events, _ = send_batch(emulator, redis, str(rows), *expired)
+    assert again == 1
+    summary = _summary(events)
+    assert (summary["submitted"], summary["unknown"], summary["queued"]) == (0, len(good), 0)
+    stored = _stored(emulator, 5)  # the worker did send them, once: hence "check Twilio"
+    assert [stored[to] for to in good.values()] == [1] * len(good)
+
+
+def test_rows_the_queue_lost_end_while_rows_still_queued_are_waited_for(
+    emulator: BackgroundEmulator, redis: RedisServer, tmp_path: Path
+) -> None:
+    """Half the tickets name entries the queue no longer has (deleted, no result); half wait.
+
+    The run records the lost half at once and keeps waiting for the other
+    half, which only a worker started afterwards can finish: the run ends
+    when it has, with every row accounted for and none sent twice.
+    """
+    rows = tmp_path / "queue-lost.jsonl"
+    good, _ = _write(rows, block=6, count=12)
+    results_path = rows.with_name("queue-lost.jsonl.results.jsonl")
+    lost_queue = ("--queue-name", "lost")
+    send_batch(emulator, redis, str(rows), "--no-wait", *lost_queue)
+    tickets = {r["line"]: r["queued"] for r in _results(results_path) if "queued" in r}
+    lines = sorted(tickets)
+    lost, kept = lines[: len(lines) // 2], lines[len(lines) // 2 :]
+    client = _keys(redis)
+    assert client.xdel("ratatosk:queue:{lost}", *(tickets[line] for line in lost)) == len(lost)
+    client.close()
+
+    run = subprocess.Popen(
+        _command(redis, str(rows), *lost_queue),
+        env=_environ(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    worker: Worker | None = None
+    try:
+        _wait_for(results_path, run, "QUEUED_MESSAGE_UNKNOWN", len(lost))
+        assert run.poll() is None  # the kept rows have no result and nobody sends them yet
+        worker = Worker(emulator, redis, "lost")
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+        if worker is not None:
+            worker.stop()
+    assert run.returncode == 1, stderr
+    assert_no_token(stdout + stderr, emulator.account_sid, TOKEN)
+    events = _events(stdout)
+    summary = _summary(events)
+    assert (summary["unknown"], summary["sent"], summary["queued"]) == (len(lost), len(kept), 0)
+    assert set(_by_line(events, "unknown")) == set(lost)
+    results = _results(results_path)
+    assert _unknown_lines(results) == set(lost)
+    assert set(_sids(results)) == set(kept)
+    stored = _stored(emulator, 6)
+    assert {line: stored[good[line]] for line in lines} == {
+        **dict.fromkeys(lost, 0),
+        **dict.fromkeys(kept, 1),
+    }

@@ -19,7 +19,9 @@ arrives; the results file holds each row's ticket (a ``queued`` line) first,
 so a rerun, or one after ``--no-wait``, waits for those rows rather than
 submitting them twice. A row the queue already holds a result for (submitted
 by a run that was killed before it could write the ticket down) is collected,
-not submitted.
+not submitted. A ticket the queue no longer knows (its result outlived the
+queue's TTL, or this is another Redis or queue name) ends as
+QUEUED_MESSAGE_UNKNOWN, of unknown outcome, instead of being waited on forever.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from ..ports import StateStoreError
 from ..twilio.connector import TwilioWhatsAppConnector
 from ..twilio.errors import TwilioErrorCodes, error
 from ..twilio.outbound import SendConfig
-from ..twilio.outbox import FIRST_POLL, MAX_POLL, Outbox
+from ..twilio.outbox import FIRST_POLL, MAX_POLL, Outbox, Ticket
 from ..twilio.resilience import SendPolicy
 from ..twilio.schema import TwilioChannelSchemas
 from .batch_file import UNKNOWN_CODES, Earlier, ResultsFile, Row, read_results, read_rows
@@ -450,13 +452,16 @@ class _QueueRun:
         self._progress = progress
         self._counts = counts
         self._stopping = asyncio.Event()
-        #: Rows in the queue with no result read yet, by message id.
-        self._pending: dict[str, Row] = {}
+        #: Rows in the queue with no result read yet, by message id, with their tickets.
+        self._pending: dict[str, tuple[Row, Ticket]] = {}
 
     async def run(self, url: str, plan: _Plan) -> int:
         stores = open_redis(url)
         results = ResultsFile(plan.results_path)
-        self._pending = {row.message_id: row for row in plan.waiting}
+        self._pending = {
+            row.message_id: (row, Ticket(row.message_id, plan.earlier.queued[row.message_id]))
+            for row in plan.waiting
+        }
         problem: str | None = None
         notice = "stopping: the rows in the queue stay there; a rerun waits for their results"
         try:
@@ -559,16 +564,19 @@ class _QueueRun:
                 if ticket.error is not None:  # refused, or the queue not asked: not queued
                     self._record(results, row, ticket.error)
                     continue
-                results.queued(row, ticket.unwrap().entry_id)
+                queued = ticket.unwrap()
+                results.queued(row, queued.entry_id)
                 self._counts.submitted += 1
-                self._pending[row.message_id] = row
+                self._pending[row.message_id] = (row, queued)
 
     async def _follow(self, outbox: Outbox, results: ResultsFile) -> None:
         """Read the workers' results until every pending row has one or a signal stops the wait.
 
         Polls as :meth:`Outbox.wait` does (50 ms at first, backing off to a
         second while nothing new arrives); a Redis that stops answering is
-        waited for, as the workers wait for it.
+        waited for, as the workers wait for it. A row whose ticket the queue
+        no longer knows gets QUEUED_MESSAGE_UNKNOWN from the outbox and is
+        recorded like any result, so the wait ends.
         """
         pause = FIRST_POLL
         unreachable = False
@@ -576,7 +584,7 @@ class _QueueRun:
         while pending and not self._stopping.is_set():
             message_ids = list(pending)
             try:
-                found = await _results_of(outbox, message_ids)
+                found = await _results_by_ticket(outbox, [pending[m][1] for m in message_ids])
             except StateStoreError as exc:
                 if not unreachable:
                     self._out.emit("warning", f"the queue could not be asked: {exc}; waiting")
@@ -587,7 +595,7 @@ class _QueueRun:
             arrived = False
             for message_id, outcome in zip(message_ids, found, strict=False):
                 if outcome is not None:
-                    self._record(results, pending.pop(message_id), outcome)
+                    self._record(results, pending.pop(message_id)[0], outcome)
                     arrived = True
             if not pending:
                 return
@@ -604,6 +612,16 @@ async def _results_of(
     for start in range(0, len(message_ids), RESULT_LOOKUPS):
         chunk = message_ids[start : start + RESULT_LOOKUPS]
         found.extend(await asyncio.gather(*(outbox.result(mid) for mid in chunk)))
+    return found
+
+
+async def _results_by_ticket(
+    outbox: Outbox, tickets: Sequence[Ticket]
+) -> list[ConnectorResult[SendResult] | None]:
+    """:meth:`Outbox.results` for ``tickets``, a few lookups at once."""
+    found: list[ConnectorResult[SendResult] | None] = []
+    for start in range(0, len(tickets), RESULT_LOOKUPS):
+        found.extend(await outbox.results(tickets[start : start + RESULT_LOOKUPS]))
     return found
 
 

@@ -38,7 +38,12 @@ FIELDS: Final = ("id", "to", "from", "text", "media", "caption", "template", "la
 VARIABLE_COLUMN: Final = "var."
 #: Outcomes after which Twilio may hold the message: never sent again without being asked.
 UNKNOWN_CODES: Final = frozenset(
-    {TwilioErrorCodes.SEND_OUTCOME_UNKNOWN, TwilioErrorCodes.SEND_IN_PROGRESS}
+    {
+        TwilioErrorCodes.SEND_OUTCOME_UNKNOWN,
+        TwilioErrorCodes.SEND_IN_PROGRESS,
+        # The send queue lost track of a queued row: a worker may have sent it.
+        TwilioErrorCodes.QUEUED_MESSAGE_UNKNOWN,
+    }
 )
 
 

@@ -50,6 +50,8 @@ class TwilioErrorCodes:
     MEDIA_FETCH_TIMEOUT: Final = "MEDIA_FETCH_TIMEOUT"
     MEDIA_FETCH_FAILED: Final = "MEDIA_FETCH_FAILED"
     STATE_STORE_UNAVAILABLE: Final = "STATE_STORE_UNAVAILABLE"
+    # The send queue holds neither the entry nor a result for a ticket (expired, or lost):
+    QUEUED_MESSAGE_UNKNOWN: Final = "QUEUED_MESSAGE_UNKNOWN"
 
 
 _M = MessagingErrorCodes

@@ -113,12 +113,44 @@ class Outbox:
             return plan.with_details(message_id=message.id)
         return message_to_data(message)
 
-    async def result(self, message_id: str) -> ConnectorResult[SendResult] | None:
+    async def result(self, ticket: Ticket | str) -> ConnectorResult[SendResult] | None:
         """The message's final result; None while it has none yet.
 
-        A result that cannot be read back fails with MESSAGE_DESERIALIZATION_FAILED;
-        a queue that cannot be asked raises ``StateStoreError``.
+        Given a :class:`Ticket`, a message the queue no longer knows (neither
+        its entry nor a result: the result outlived the queue's TTL, or the
+        queue is not the one the ticket came from) fails with
+        QUEUED_MESSAGE_UNKNOWN instead of looking forever unfinished. Given
+        only a message id, that case cannot be told from "still queued"
+        (None). A result that cannot be read back fails with
+        MESSAGE_DESERIALIZATION_FAILED; a queue that cannot be asked raises
+        ``StateStoreError``.
         """
+        if isinstance(ticket, Ticket):
+            (found,) = await self.results([ticket])
+            return found
+        stored = await self._queue.result(ticket)
+        return None if stored is None else result_from_data(stored)
+
+    async def results(self, tickets: Sequence[Ticket]) -> list[ConnectorResult[SendResult] | None]:
+        """:meth:`result` for each ticket, in order: one lookup each, then one look at the queue.
+
+        A ticket with no result is looked for in the queue; one it no longer
+        holds is asked for its result once more before it is called unknown,
+        since a worker stores the result and drops the entry in one step and
+        may have done so between the two looks.
+        """
+        found = list(await asyncio.gather(*(self._stored(t.message_id) for t in tickets)))
+        missing = [i for i, f in enumerate(found) if f is None]
+        if not missing:
+            return found
+        held = await self._queue.holds([tickets[i].entry_id for i in missing])
+        gone = [i for i, h in zip(missing, held, strict=True) if not h]
+        again = await asyncio.gather(*(self._stored(tickets[i].message_id) for i in gone))
+        for i, late in zip(gone, again, strict=True):
+            found[i] = late if late is not None else ConnectorResult.failure(_unknown(tickets[i]))
+        return found
+
+    async def _stored(self, message_id: str) -> ConnectorResult[SendResult] | None:
         stored = await self._queue.result(message_id)
         return None if stored is None else result_from_data(stored)
 
@@ -128,14 +160,16 @@ class Outbox:
         """The final result once there is one; None if ``timeout`` seconds pass first.
 
         Polls the result store, from every 50 ms up to once a second, so a
-        waiter costs the store little however long the queue is.
+        waiter costs the store little however long the queue is. With a
+        :class:`Ticket` the wait also ends when the queue no longer knows the
+        message (QUEUED_MESSAGE_UNKNOWN, see :meth:`result`); with a bare
+        message id only the result or the timeout ends it.
         """
-        message_id = ticket.message_id if isinstance(ticket, Ticket) else ticket
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         pause = FIRST_POLL
         while True:
-            found = await self.result(message_id)
+            found = await self.result(ticket)
             if found is not None:
                 return found
             if deadline is not None:
@@ -151,6 +185,19 @@ class Outbox:
     ) -> list[ConnectorResult[SendResult] | None]:
         """:meth:`wait` for each, concurrently; results in the tickets' order."""
         return list(await asyncio.gather(*(self.wait(t, timeout=timeout) for t in tickets)))
+
+
+def _unknown(ticket: Ticket) -> ConnectorError:
+    return error(
+        TwilioErrorCodes.QUEUED_MESSAGE_UNKNOWN,
+        f"the send queue no longer knows message {ticket.message_id!r} (entry "
+        f"{ticket.entry_id}): it holds neither the entry nor a result, so the result outlived "
+        "the queue's TTL (24 h by default) or this is not the queue (Redis, queue name) it was "
+        "submitted to; a worker may have sent it: look for it at Twilio (the console's message "
+        "log, by recipient and time) before sending it again",
+        message_id=ticket.message_id,
+        entry_id=ticket.entry_id,
+    )
 
 
 def _not_queued(message_id: str, exc: StateStoreError) -> ConnectorError:
