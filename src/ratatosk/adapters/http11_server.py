@@ -248,13 +248,12 @@ class _Connection(asyncio.Protocol):
             self._wake(None)
         elif self._handling is None:
             self._next()
-        # Whatever left more than a head waiting (a request in progress, or a client that
+        # Whatever left more than a head waiting (a request in progress, a body reader
+        # not yet woken: uvloop delivers several reads before it runs, or a client that
         # does not read its answers: writing paused): stop reading until it is taken.
-        if (
-            len(self.buffer) > self._limits.max_head_bytes
-            and not self._reading_paused
-            and self._waiter is None
-            and not self._lost
+        # A body reader that needs more resumes reading itself (_more).
+        if len(self.buffer) > self._limits.max_head_bytes and not (
+            self._reading_paused or self._lost
         ):
             self._reading_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
