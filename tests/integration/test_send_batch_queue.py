@@ -521,3 +521,43 @@ def test_rows_the_queue_lost_end_while_rows_still_queued_are_waited_for(
         **dict.fromkeys(lost, 0),
         **dict.fromkeys(kept, 1),
     }
+
+
+def test_a_dead_lettered_row_ends_the_wait_with_its_workers_outcome(
+    emulator: BackgroundEmulator, redis: RedisServer, tmp_path: Path
+) -> None:
+    """One row's entry is unreadable (its message replaced by bad JSON): a worker dead-letters it.
+
+    The run following the rows records that row's stored outcome
+    (MESSAGE_DESERIALIZATION_FAILED, dead-lettered) and ends; the others are sent.
+    """
+    rows = tmp_path / "queue-dead.jsonl"
+    good, _ = _write(rows, block=7, count=4)
+    results_path = rows.with_name("queue-dead.jsonl.results.jsonl")
+    dead_queue = ("--queue-name", "dead")
+    send_batch(emulator, redis, str(rows), "--no-wait", *dead_queue)
+    [ticket, *_] = [r for r in _results(results_path) if "queued" in r]
+    client = _keys(redis)
+    stream = "ratatosk:queue:{dead}"
+    assert client.xdel(stream, ticket["queued"]) == 1
+    replaced = client.xadd(stream, {"id": ticket["id"], "m": '{"v": 999}'})
+    client.close()
+    with results_path.open(
+        "a", encoding="utf-8"
+    ) as file:  # the row's ticket, as a submit writes it
+        file.write(json.dumps({"line": ticket["line"], "id": ticket["id"], "queued": replaced}))
+        file.write("\n")
+
+    worker = Worker(emulator, redis, "dead")
+    try:
+        code, events, stderr = send_batch(emulator, redis, str(rows), *dead_queue)
+    finally:
+        out = worker.stop()
+    assert code == 1, stderr
+    assert "1 dead-lettered" in out
+    assert _by_line(events, "failed") == {ticket["line"]: "MESSAGE_DESERIALIZATION_FAILED"}
+    [failed] = [e for e in events if e["event"] == "failed"]
+    assert failed["error"]["details"]["dead_lettered"] is True
+    summary = _summary(events)
+    assert (summary["failed"], summary["sent"], summary["queued"]) == (1, len(good) - 1, 0)
+    assert set(_sids(_results(results_path))) == set(good) - {ticket["line"]}
