@@ -43,7 +43,7 @@ def _dotted_names() -> list[str]:
 def test_the_readme_imports_something() -> None:
     """The parsers find the README's imports (a guard against a silently empty check)."""
     modules = {module for module, _ in _imports()}
-    assert {"ratatosk", "ratatosk.twilio", "ratatosk.adapters.webhook_server"} <= modules
+    assert {"ratatosk", "ratatosk.twilio", "ratatosk.adapters.http11_server"} <= modules
     assert ("ratatosk.twilio", "SendPolicy") in _imports()
 
 
