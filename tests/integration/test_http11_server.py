@@ -15,6 +15,7 @@ timed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -377,6 +378,23 @@ async def test_a_signed_form_sent_chunked_with_extensions_and_trailers_is_handle
             await client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert (await client.response()).json() == {"status": "ok"}
         assert harness.texts() == ["in pieces"]
+
+
+async def test_a_percent_encoded_path_is_routed_decoded_and_signed_as_sent() -> None:
+    """Twilio signs the URL as configured; the route is the decoded path (as aiohttp does)."""
+    encoded = "/webhooks/twilio/%77hatsapp?tenant=a%20b"
+    async with running() as harness:
+        body, signature = harness.signed("escaped", path=encoded)
+        async with connection(harness.server) as client:
+            await client.send(post(body, signature, path=encoded))
+            assert (await client.response()).status == 200
+            # Signed for the decoded spelling instead: not the URL Twilio called, so refused.
+            body, signature = harness.signed(
+                "decoded", path="/webhooks/twilio/whatsapp?tenant=a%20b"
+            )
+            await client.send(post(body, signature, path=encoded))
+            assert (await client.response()).status == 403
+        assert harness.texts() == ["escaped"]
 
 
 async def test_a_chunked_body_sent_in_dribs_is_reassembled() -> None:
@@ -945,6 +963,32 @@ async def test_a_client_that_pipelines_without_reading_is_not_buffered_without_b
             assert (await client.response()).json() == {"status": "ok"}
         finally:
             await client.close()
+
+
+async def test_a_client_that_takes_no_answer_for_the_idle_timeout_is_disconnected() -> None:
+    """Writing paused for ``idle_timeout``: the connection and its buffers are let go."""
+    async with running(ServerLimits(idle_timeout=0.3)) as harness:
+        client = await small_window_client(harness.server)
+        try:
+            conn = only_connection(harness.server)
+            conn.transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+            )
+            client.writer.write(HEALTHZ * 30_000)  # far more answers than the sockets hold
+            await wait_for(lambda: conn._writing_paused or not harness.server.connections)
+            await wait_for(lambda: not harness.server.connections)
+            assert conn.transport.is_closing()
+            # The client finds the connection gone once it reads what it was sent.
+            with contextlib.suppress(ConnectionError):
+                async with asyncio.timeout(HANG):
+                    while await client.reader.read(1 << 16):
+                        pass
+        finally:
+            await client.close()
+        # The server still serves a client that reads.
+        async with connection(harness.server) as other:
+            await other.send(HEALTHZ)
+            assert (await other.response()).status == 200
 
 
 async def test_many_pipelined_constant_answers_are_all_written() -> None:

@@ -28,9 +28,10 @@ Connections are kept alive (HTTP/1.1, or 1.0 with ``keep-alive``) and
 requests pipelined on one are answered in order, one at a time. A
 connection that has not delivered a whole head within ``idle_timeout`` of
 opening or of its last answer is closed, which also bounds heads sent
-slowly; a slow body is the gate's ``body_timeout`` (408). Reading pauses
-while a request is handled and more than ``max_head_bytes`` wait behind it,
-and while the client does not read its answers. Malformed requests are
+slowly; a slow body is the gate's ``body_timeout`` (408); a client that
+takes none of its answers for ``idle_timeout`` is disconnected. Reading
+pauses while a request is handled and more than ``max_head_bytes`` wait
+behind it, and while the client does not read its answers. Malformed requests are
 logged as one WARNING line each, a few a minute at most.
 """
 
@@ -152,6 +153,7 @@ class _Request:
         "http10",
         "keep_alive",
         "method",
+        "path",
         "target",
     )
 
@@ -161,7 +163,8 @@ class _Request:
         self._conn = conn
         self._headers = headers
         self.method = method
-        self.target = target
+        self.target = target  # as sent: the signed URL is built from it
+        self.path = target  # decoded, without the query: what routes match
         self.head_only = method == "HEAD"
         self.http10 = False
         self.keep_alive = True
@@ -219,6 +222,7 @@ class _Connection(asyncio.Protocol):
         self._handling: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._stalled: asyncio.TimerHandle | None = None  # writing paused since
         self._reading_paused = False
         self._writing_paused = False
         self._closing = False  # answer what is in progress, then close
@@ -237,9 +241,10 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self.server.connections.discard(self)
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        for timer in (self._idle, self._stalled):
+            if timer is not None:
+                timer.cancel()
+        self._idle = self._stalled = None
         self._wake(ConnectionResetError("the client closed the connection"))
 
     def data_received(self, data: bytes) -> None:
@@ -267,11 +272,23 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        if self._stalled is None:
+            loop = asyncio.get_running_loop()
+            self._stalled = loop.call_later(self._limits.idle_timeout, self._write_stalled)
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
         if self._handling is None:
             self._next()
+
+    def _write_stalled(self) -> None:
+        """A client that took none of its answers for ``idle_timeout``: let its buffers go."""
+        self._stalled = None
+        if self._writing_paused and not self._lost:
+            self.transport.abort()  # type: ignore[union-attr]
 
     # -- requests ------------------------------------------------------------
 
@@ -312,7 +329,7 @@ class _Connection(asyncio.Protocol):
             except _Refused as refused:
                 self._refuse(refused.reply, str(refused))
                 return
-            routed = self.core.dispatch(request.method, request.target.partition("?")[0])
+            routed = self.core.dispatch(request.method, request.path)
             if not isinstance(routed, Reply):
                 self._handling = asyncio.get_running_loop().create_task(
                     self._handle(routed, request)
@@ -336,10 +353,11 @@ class _Connection(asyncio.Protocol):
             raise _Refused(_BAD_REQUEST, "malformed request line")
         if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
             raise _Refused(_BAD_REQUEST, "malformed method or target")
-        if "%" in target:
-            path, mark, query = target.partition("?")
-            target = unquote(path) + mark + query
-            if not _TARGET.fullmatch(target.partition("?")[0]):
+        # Routes match the decoded path; the signed URL keeps the target as sent.
+        path = target.partition("?")[0]
+        if "%" in path:
+            path = unquote(path)
+            if not _TARGET.fullmatch(path):
                 raise _Refused(_BAD_REQUEST, "malformed target")
         headers: dict[str, list[str]] = {}
         for line in lines[1:]:
@@ -353,6 +371,7 @@ class _Connection(asyncio.Protocol):
             else:
                 headers[key] = [stripped]
         request = _Request(self, method, target, headers)
+        request.path = path
         self._frame(request, version, headers)
         return request
 
