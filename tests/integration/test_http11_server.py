@@ -965,6 +965,29 @@ async def test_a_client_that_pipelines_without_reading_is_not_buffered_without_b
             await client.close()
 
 
+async def test_after_a_refusal_the_server_lingers_while_the_client_still_sends() -> None:
+    """Refused mid-body: the answer and the end of the server's side are sent, what still
+    comes is dropped (a close with unread input would reset the connection, and a client
+    still sending could lose its 413), and the connection ends when the client's does."""
+    async with running() as harness, connection(harness.server) as client:
+        head = (
+            f"POST {PATH} HTTP/1.1\r\nHost: {HOST}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {1 << 20}\r\n\r\n"
+        ).encode()
+        await client.send(head + b"a" * 10_000)
+        answer = await client.response()
+        assert answer.status == 413
+        assert answer.header("Connection") == "close"
+        async with asyncio.timeout(HANG):
+            assert await client.reader.read() == b""  # the server's side has ended
+        assert len(harness.server.connections) == 1  # still reading what the client sends
+        await client.send(b"b" * 200_000)
+        client.writer.write_eof()
+        await wait_for(lambda: not harness.server.connections)
+        assert harness.core.stats.refused_size == 1
+
+
 async def test_a_client_that_takes_no_answer_for_the_idle_timeout_is_disconnected() -> None:
     """Writing paused for ``idle_timeout``: the connection and its buffers are let go."""
     async with running(ServerLimits(idle_timeout=0.3)) as harness:

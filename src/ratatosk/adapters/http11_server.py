@@ -69,6 +69,8 @@ _CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET: Final = re.compile(r"/[\x21-\x7e]*")
 _CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,8}")
 _CHUNK_LINE_LIMIT: Final = 1024
+_LINGER_SECONDS: Final = 2.0
+_LINGER_BYTES: Final = 1 << 20
 #: Answers held for the next flush at most; past it they are written at once, so a
 #: flood of pipelined requests meets the transport's back-pressure (pause_writing).
 _FLUSH_EVERY: Final = 64
@@ -223,6 +225,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._stalled: asyncio.TimerHandle | None = None  # writing paused since
+        self._linger: asyncio.TimerHandle | None = None  # closing after the client's bytes
+        self._lingered = 0
         self._reading_paused = False
         self._writing_paused = False
         self._closing = False  # answer what is in progress, then close
@@ -241,13 +245,18 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self.server.connections.discard(self)
-        for timer in (self._idle, self._stalled):
+        for timer in (self._idle, self._stalled, self._linger):
             if timer is not None:
                 timer.cancel()
         self._idle = self._stalled = None
         self._wake(ConnectionResetError("the client closed the connection"))
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:  # closing: what still comes is dropped, up to a bound
+            self._lingered += len(data)
+            if self._lingered > _LINGER_BYTES:
+                self.transport.abort()  # type: ignore[union-attr]
+            return
         self.buffer += data
         if self._waiter is not None:
             self._wake(None)
@@ -264,6 +273,8 @@ class _Connection(asyncio.Protocol):
             self.transport.pause_reading()  # type: ignore[union-attr]
 
     def eof_received(self) -> bool | None:
+        if self._linger is not None:
+            return False  # the client is done too: close
         self._eof = True
         self._wake(ConnectionResetError("the client closed its side mid-body"))
         if self._handling is None:
@@ -459,13 +470,13 @@ class _Connection(asyncio.Protocol):
             parts.append(reply.body)
         self._later(b"".join(parts))
         if not keep:
-            self._close()
+            self._close(linger=request.body_pending)
         return keep
 
     def _refuse(self, reply: Reply, why: str) -> None:
         self.server.malformed(self, why)
         self.write(b"".join((reply.http11_head, _DATE.line(), _CLOSE, b"\r\n", reply.body)))
-        self._close()
+        self._close(linger=True)
 
     # -- the body ------------------------------------------------------------
 
@@ -565,10 +576,32 @@ class _Connection(asyncio.Protocol):
         if self._handling is None:
             self._close()
 
-    def _close(self) -> None:
+    def _close(self, *, linger: bool = False) -> None:
+        """Close; with ``linger``, after the client's unread bytes (it may still be sending).
+
+        Closing a socket with unread input makes the kernel reset the
+        connection, and a client still sending a body may then lose the answer
+        (a 413, a 400) before it reads it. Lingering sends the answer and the
+        end of our side, then reads and drops what still comes, for at most
+        ``_LINGER_SECONDS`` and ``_LINGER_BYTES``, before closing.
+        """
         self.flush()
-        if self.transport is not None and not self._lost:
-            self.transport.close()
+        transport = self.transport
+        if transport is None or self._lost or self._linger is not None:
+            return
+        if not linger or self._eof or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.buffer.clear()
+        self._lingered = 0
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self._linger = asyncio.get_running_loop().call_later(_LINGER_SECONDS, transport.close)
 
     @property
     def busy(self) -> bool:
