@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -194,6 +195,23 @@ def test_a_send_result_comes_back_equal(sent: SendResult) -> None:
     result: ConnectorResult[SendResult] = ConnectorResult.success(sent)
     data = through_text(result_to_data(sent.message_id, result))
     assert result_from_data(data) == result
+
+
+@pytest.mark.parametrize("micros", [1, -1, 999_999, -999_999])
+def test_an_offset_under_a_second_comes_back_exact(micros: int) -> None:
+    """CPython's C ``fromisoformat`` reads ``+00:00:00.000001`` as UTC (gh-152079):
+    the codec keeps the offset, so the instant a worker sees is the one submitted."""
+    at = dt.datetime(2000, 1, 1, tzinfo=dt.timezone(dt.timedelta(microseconds=micros)))
+    sent = SendResult(
+        message_id="m", provider_message_id="SM1", status=MessageStatus.QUEUED, timestamp=at
+    )
+    result: ConnectorResult[SendResult] = ConnectorResult.success(sent)
+    back = result_from_data(through_text(result_to_data("m", result)))
+    assert back.value is not None
+    assert back.value.timestamp.utcoffset() == dt.timedelta(microseconds=micros)
+    message = message_from_data(through_text(message_to_data(Message(id="m", timestamp=at))))
+    assert message.timestamp is not None
+    assert message.timestamp.utcoffset() == dt.timedelta(microseconds=micros)
 
 
 @given(st.builds(ConnectorError, code=texts, message=texts, domain=texts, provider_code=st.none()))
