@@ -95,6 +95,43 @@ scale: $(STAMP) redis-server
 soak: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -q -m slow -p no:cacheprovider tests
 
+# Each Python the package claims (pyproject's classifiers) gets a venv of its own in
+# .venvs/, built from python3.X on PATH or else pyenv's newest 3.X; a missing one is
+# skipped with a message. Never part of make test: three installs are slow.
+PYTHONS := 3.11 3.12 3.13
+PYENV_VERSIONS := $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions
+
+.PHONY: test-pythons  ## mypy, unit, ports and contract tests on each of Python 3.11-3.13 found
+test-pythons: redis-server
+	@failed=; missing=; tested=; \
+	for v in $(PYTHONS); do \
+		py=; \
+		for cand in $$(command -v python$$v) \
+			$$(ls -d $(PYENV_VERSIONS)/$$v.*/bin/python$$v 2>/dev/null | sort -rV); do \
+			if "$$cand" -c 'import sys; assert sys.version.startswith("'$$v'.")' 2>/dev/null; \
+			then py=$$cand; break; fi; \
+		done; \
+		if [ -z "$$py" ]; then \
+			echo "test-pythons: no python$$v on PATH or in $(PYENV_VERSIONS): skipped"; \
+			missing="$$missing $$v"; continue; \
+		fi; \
+		venv=.venvs/py$$v; tested="$$tested $$v"; \
+		echo "test-pythons: Python $$v ($$py) in $$venv"; \
+		if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+			"$$py" -m venv $$venv && $$venv/bin/python -m pip install --quiet --upgrade pip \
+			&& $$venv/bin/python -m pip install --quiet -e '.[dev]' && touch $$venv/.installed \
+			|| { failed="$$failed $$v(install)"; continue; }; \
+		fi; \
+		$$venv/bin/mypy --strict --python-version $$v --cache-dir $$venv/.mypy_cache src/ratatosk \
+			|| failed="$$failed $$v(mypy)"; \
+		$$venv/bin/pytest -q -p no:cacheprovider tests/unit tests/ports tests/contract \
+			|| failed="$$failed $$v(pytest)"; \
+	done; \
+	if [ -n "$$missing" ]; then echo "test-pythons: not tested (missing):$$missing"; fi; \
+	if [ -z "$$tested" ]; then echo "test-pythons: no Python found: nothing tested"; exit 1; fi; \
+	if [ -n "$$failed" ]; then echo "test-pythons: FAILED on:$$failed"; exit 1; fi; \
+	echo "test-pythons: passed on$$tested"
+
 .PHONY: clean  ## remove the venv and caches
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis bench/out
+	rm -rf $(VENV) .venvs .mypy_cache .pytest_cache .ruff_cache .hypothesis bench/out
