@@ -223,7 +223,11 @@ class _Connection(asyncio.Protocol):
         self._limits = server.limits
         self._handling: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        #: The idle timer, and since when the connection waits for a head (None: a request is
+        #: in hand). Requests only move the mark; the timer, when it fires, looks at the mark
+        #: and either closes or sleeps again until it is due: no timer armed per request.
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None
         self._stalled: asyncio.TimerHandle | None = None  # writing paused since
         self._linger: asyncio.TimerHandle | None = None  # closing after the client's bytes
         self._lingered = 0
@@ -327,12 +331,10 @@ class _Connection(asyncio.Protocol):
                 if self._reading_paused:
                     self._reading_paused = False
                     self.transport.resume_reading()  # type: ignore[union-attr]
-                if self._idle is None:
+                if self._idle_since is None:
                     self._arm_idle()
                 return
-            if self._idle is not None:
-                self._idle.cancel()
-                self._idle = None
+            self._idle_since = None
             head = bytes(buffer[:end])
             del buffer[: end + 4]
             try:
@@ -568,12 +570,21 @@ class _Connection(asyncio.Protocol):
                 self.transport.write(b"".join(out))  # type: ignore[union-attr]
 
     def _arm_idle(self) -> None:
+        """Start the wait for a head (at opening, after an answer)."""
         loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(self._limits.idle_timeout, self._idle_out)
+        self._idle_since = loop.time()
+        if self._idle is None:
+            self._idle = loop.call_later(self._limits.idle_timeout, self._idle_out)
 
     def _idle_out(self) -> None:
         self._idle = None
-        if self._handling is None:
+        if self._idle_since is None or self._handling is not None or self._lost:
+            return  # a request is in hand: the next wait for a head arms the timer again
+        loop = asyncio.get_running_loop()
+        left = self._idle_since + self._limits.idle_timeout - loop.time()
+        if left > 0.001:  # it answered and waited again since: not due yet
+            self._idle = loop.call_later(left, self._idle_out)
+        else:
             self._close()
 
     def _close(self, *, linger: bool = False) -> None:
