@@ -238,6 +238,21 @@ class TestSendLedgerLeases:
         assert done.outcome == {"sid": "SM1"}
         assert done.first_attempt == T0
 
+    async def test_the_first_attempt_comes_back_the_same_instant_in_its_own_zone(
+        self, ledger_subject: Subject
+    ) -> None:
+        """A zone under a second from UTC survives the store (CPython's fromisoformat
+        reads isoformat's +00:00:00.000001 back as UTC)."""
+        zone = dt.timezone(dt.timedelta(microseconds=1))
+        first = T0.astimezone(zone)
+        ledger: SendLedger = ledger_subject.make(lease=30.0)
+        await ledger.begin("m1", "f", at=first)
+        await ledger.finish("m1", {"sid": "SM1"})
+        done = await ledger.begin("m1", "f")
+        assert done.first_attempt == first
+        assert done.first_attempt is not None
+        assert done.first_attempt.utcoffset() == zone.utcoffset(None)
+
     async def test_the_taker_finishes_what_the_dead_holder_began(
         self, ledger_subject: Subject
     ) -> None:

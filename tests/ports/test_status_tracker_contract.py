@@ -92,6 +92,21 @@ async def test_a_failure_after_sent_counts_with_its_code(tracker: StatusTracker)
     assert not late.advanced  # delivered does not outrank a terminal failure
 
 
+@pytest.mark.parametrize("micros", [1, -999_999])
+async def test_a_report_time_comes_back_the_same_instant_in_its_own_zone(
+    tracker: StatusTracker, micros: int
+) -> None:
+    """A zone under a second from UTC survives the store (isoformat writes it as
+    +00:00:00.000001, which CPython's own fromisoformat reads back as UTC)."""
+    zone = dt.timezone(dt.timedelta(microseconds=micros))
+    event = StatusEvent(status="sent", error_code=None, at=T0.astimezone(zone))
+    await tracker.apply("SM1", event)
+    timeline = await tracker.timeline("SM1")
+    assert timeline is not None
+    assert timeline.current.at == event.at
+    assert timeline.current.at.utcoffset() == zone.utcoffset(None)
+
+
 async def test_messages_are_kept_apart(tracker: StatusTracker) -> None:
     await tracker.apply("SM1", at("read"))
     other = await tracker.apply("SM2", at("sent"))

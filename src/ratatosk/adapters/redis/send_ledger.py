@@ -28,6 +28,7 @@ from typing import Final
 from redis.asyncio import Redis
 
 from ...ports import DEFAULT_SEND_LEASE, LaneMember, LedgerEntry, LedgerState
+from ...twilio.wire import datetime_from_iso
 from ._common import (
     DEFAULT_PREFIX,
     LUA_KEEP,
@@ -234,7 +235,7 @@ class RedisSendLedger:
         return LedgerEntry(
             state=state,
             outcome=outcome,
-            first_attempt=dt.datetime.fromisoformat(first) if first else None,
+            first_attempt=datetime_from_iso(first) if first else None,
         )
 
     async def finish(

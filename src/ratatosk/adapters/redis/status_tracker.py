@@ -14,7 +14,6 @@ becomes current; every distinct report joins the history, the newest
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Final
 
@@ -22,7 +21,7 @@ from redis.asyncio import Redis
 
 from ...ports import StatusEvent, StatusTimeline
 from ...twilio.tracking import MAX_HISTORY
-from ...twilio.wire import map_status
+from ...twilio.wire import datetime_from_iso, map_status
 from ._common import DEFAULT_PREFIX, check_prefix, millis, text, unavailable
 
 #: How long a message's timeline is kept after its last report: read receipts come late.
@@ -102,5 +101,5 @@ def _event(kept: list[object]) -> StatusEvent:
     return StatusEvent(
         status=status,
         error_code=int(code) if code else None,
-        at=dt.datetime.fromisoformat(at),
+        at=datetime_from_iso(at),
     )

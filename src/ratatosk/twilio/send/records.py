@@ -13,7 +13,6 @@ One place for the rule, because two paths write it (a send, a recheck):
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +21,7 @@ from ...domain.result import ConnectorError, ConnectorResult, SendResult
 from ...domain.status import MessageStatus
 from ..errors import TwilioErrorCodes
 from ..outbound import SendPlan
+from ..wire.times import datetime_from_iso
 
 
 def fingerprint(plan: SendPlan) -> str:
@@ -82,7 +82,7 @@ def replay(message_id: str, outcome: Mapping[str, Any]) -> ConnectorResult[SendR
             message_id=message_id,
             provider_message_id=outcome["sid"],
             status=MessageStatus(outcome["status"]),
-            timestamp=dt.datetime.fromisoformat(outcome["timestamp"]),
+            timestamp=datetime_from_iso(outcome["timestamp"]),
             data={**outcome["data"], "replayed": True},
         )
     )

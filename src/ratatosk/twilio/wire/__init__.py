@@ -27,6 +27,7 @@ from .rest import (
     parse_retry_after,
     parse_rfc2822,
 )
+from .times import datetime_from_iso
 from .webhooks import (
     SINGLE_VALUE_FIELDS,
     decode_inbound,
@@ -42,6 +43,7 @@ __all__ = [
     "Form",
     "WireError",
     "choose_template",
+    "datetime_from_iso",
     "decode_account",
     "decode_api_error",
     "decode_inbound",

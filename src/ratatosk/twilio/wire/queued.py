@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -40,13 +39,11 @@ from ...domain.message import Message
 from ...domain.result import ConnectorError, ConnectorResult, SendResult
 from ...domain.status import MessageStatus
 from ..errors import error
+from .times import datetime_from_iso
 
 #: The format's version, written into every payload; a reader refuses others.
 VERSION: Final = 1
 _TAG: Final = "$"
-#: An offset under a second, as isoformat writes it. CPython's C fromisoformat (3.11 to
-#: 3.13 at least, gh-152079) reads it as UTC, which would move the instant on the way.
-_SUB_SECOND_OFFSET: Final = re.compile(r"([+-])00:00:00\.(\d{6})\Z")
 
 
 class _Unencodable(ValueError):
@@ -262,13 +259,7 @@ def _endpoint_from(data: object) -> Endpoint | None:
 
 
 def _time_from(value: object, what: str) -> dt.datetime:
-    text = _text(value, what)
-    parsed = dt.datetime.fromisoformat(text)
-    tiny = _SUB_SECOND_OFFSET.search(text)
-    if tiny is None:
-        return parsed
-    micros = int(tiny[2]) if tiny[1] == "+" else -int(tiny[2])
-    return parsed.replace(tzinfo=dt.timezone(dt.timedelta(microseconds=micros)))
+    return datetime_from_iso(_text(value, what))
 
 
 def _content_from(data: object) -> Content:
