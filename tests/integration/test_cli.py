@@ -62,6 +62,7 @@ def emulator_url() -> Iterator[str]:
             process.kill()
             banner, _ = process.communicate()
         assert TOKEN not in banner.decode()  # a token from the command line is not echoed
+        assert "auth token (given with --auth-token, not shown)" in banner.decode()
 
 
 def ratatosk(
@@ -265,3 +266,49 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
     assert first["error"]["code"] == "INVALID_RECIPIENT"
     assert "Traceback" not in errors
     assert "BrokenPipeError" not in errors
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_taken_port_says_so_with_a_code(workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = ratatosk(
+            "--json", "serve", "--port", port, "--workers", workers, url="http://127.0.0.1:9"
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    [event] = [line for line in _json_lines(done.stdout) if line["event"] == "error"]
+    assert event["error"] == {"code": "ADDRESS_UNAVAILABLE", "message": "Address already in use"}
+    assert "Traceback" not in done.stderr
+
+
+def test_the_emulator_on_a_taken_port_says_so_with_a_code() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = ratatosk("emulator", "--port", port)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_says_when_it_trusts_forwarded_headers() -> None:
+    port = _free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
+    environ |= {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ratatosk", "serve", "--port", str(port), "--trust-forwarded"],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()  # the listening line comes first
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+    assert "public URL from trusted X-Forwarded-Proto/-Host" in banner

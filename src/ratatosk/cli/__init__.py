@@ -95,7 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--public-url", help="the URL Twilio calls (default http://HOST:PORT)")
+    serve.add_argument(
+        "--public-url",
+        help="the scheme and host Twilio calls, with any path prefix a proxy strips, without "
+        "the webhook route: https://hooks.example.com (default http://HOST:PORT)",
+    )
     serve.add_argument(
         "--trust-forwarded", action="store_true", help="rebuild the URL from X-Forwarded-* headers"
     )

@@ -23,7 +23,7 @@ from ..bootstrap import (
 )
 from ..domain.result import ReceiveResult, StatusUpdate
 from ..domain.schema import is_absolute_http_url
-from ..emulator.app import DEFAULT_AUTH_TOKEN, RunningEmulator, serve_emulator
+from ..emulator.app import DEFAULT_AUTH_TOKEN, CannotListen, RunningEmulator, serve_emulator
 from ..ports import StateStoreError
 from ..twilio.schema import is_redis_url
 from . import supervisor
@@ -155,17 +155,26 @@ async def _serve_with(
                 server = await serve_webhooks(core, sock=sock)
             else:
                 server = await serve_webhooks(core, args.host, args.port)
+        except OSError as exc:  # the address is taken, or not ours to bind
+            await connector.shutdown()
+            return supervisor.cannot_listen(out, args.host, args.port, exc)
         except BaseException:
             await connector.shutdown()
             raise
         try:
             shared = f"Redis at {state.where}" if state is not None else "in memory"
             if worker is None:
+                public = (
+                    f"public URL from trusted X-Forwarded-Proto/-Host, else {public_url}"
+                    if args.trust_forwarded
+                    else f"public {public_url}"
+                )
                 out.emit(
                     "listening",
                     f"webhooks on http://{args.host}:{server.port}{DEFAULT_PREFIX} "
-                    f"(public {public_url}; state {shared}; {loop_name()} loop)",
+                    f"({public}; state {shared}; {loop_name()} loop)",
                     url=public_url,
+                    trust_forwarded=args.trust_forwarded,
                     state=shared,
                     loop=loop_name(),
                 )
@@ -234,7 +243,12 @@ def emulator(args: argparse.Namespace, out: Output) -> int:
         "rate_reset_after": args.fault_reset_after,
         "rate_slow": args.fault_slow,
     }
-    shown = token if token == DEFAULT_AUTH_TOKEN else "(from your environment, not shown)"
+    if token == DEFAULT_AUTH_TOKEN:
+        shown = token
+    elif args.auth_token:
+        shown = "(given with --auth-token, not shown)"
+    else:
+        shown = "(from your environment, not shown)"
 
     def banner(running: RunningEmulator) -> None:
         media = running.media_host
@@ -249,15 +263,18 @@ def emulator(args: argparse.Namespace, out: Output) -> int:
             media_url=running.media_url,
         )
 
-    serve_emulator(
-        host=args.host,
-        port=args.port,
-        account_sid=account_sid,
-        auth_token=token,
-        step_delay=args.step_delay,
-        seed=args.seed,
-        media_port=args.media_port,
-        on_start=banner,
-        **faults,
-    )
+    try:
+        serve_emulator(
+            host=args.host,
+            port=args.port,
+            account_sid=account_sid,
+            auth_token=token,
+            step_delay=args.step_delay,
+            seed=args.seed,
+            media_port=args.media_port,
+            on_start=banner,
+            **faults,
+        )
+    except CannotListen as exc:
+        return supervisor.cannot_listen(out, exc.host, exc.port, exc.error)
     return EXIT_OK

@@ -96,17 +96,24 @@ class _Worker:
         return self.process.pid
 
 
+def cannot_listen(out: Output, host: str, port: int, exc: OSError) -> int:
+    """Say a server cannot take its address (in use, not ours to bind), coded; exit 1."""
+    # The system's words for the errno: asyncio wraps them in a sentence of its own.
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    out.emit(
+        "error",
+        f"error: cannot listen on {host}:{port}: {reason}",
+        error={"code": "ADDRESS_UNAVAILABLE", "message": reason},
+    )
+    return EXIT_FAILED
+
+
 def supervise(args: argparse.Namespace, out: Output, *, redis: str | None) -> int:
     """Run ``args.workers`` workers on one port until SIGTERM or SIGINT; 0 when all stopped."""
     try:
         holder = reuse_port_socket(args.host, args.port)
     except OSError as exc:
-        out.emit(
-            "error",
-            f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
-            error={"code": "ADDRESS_UNAVAILABLE", "message": str(exc.strerror or exc)},
-        )
-        return EXIT_FAILED
+        return cannot_listen(out, args.host, args.port, exc)
     with holder:
         port = int(holder.getsockname()[1])
         return run_loop(_Supervisor(args, out, port, redis).run())
@@ -221,12 +228,18 @@ class _Supervisor:
         public_url = args.public_url or f"http://{args.host}:{self._port}"
         pids = [worker.pid for worker in self._workers.values()]
         state = "shared through Redis" if self._redis else "in memory, per worker"
+        public = (
+            f"public URL from trusted X-Forwarded-Proto/-Host, else {public_url}"
+            if args.trust_forwarded
+            else f"public {public_url}"
+        )
         out.emit(
             "listening",
             f"webhooks on http://{args.host}:{self._port}{DEFAULT_PREFIX} "
-            f"(public {public_url}; {args.workers} workers, pids "
+            f"({public}; {args.workers} workers, pids "
             f"{', '.join(map(str, pids))}; state {state}; {loop_name()} loop)",
             url=public_url,
+            trust_forwarded=args.trust_forwarded,
             port=self._port,
             workers=pids,
             state=state,

@@ -369,6 +369,14 @@ async def start_emulator(
     return RunningEmulator(server, url, app, cdn)
 
 
+class CannotListen(Exception):
+    """The emulator's address is taken (or not ours to bind): nothing was started."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {error}")
+        self.host, self.port, self.error = host, port, error
+
+
 def serve_emulator(
     host: str = "127.0.0.1",
     port: int = 4010,
@@ -386,14 +394,17 @@ def serve_emulator(
     """
 
     async def run() -> None:
-        emulator = await start_emulator(
-            host,
-            port,
-            model=model or build_model(**options),
-            callback_delay=callback_delay,
-            public_base_url=public_base_url,
-            media_port=media_port,
-        )
+        try:
+            emulator = await start_emulator(
+                host,
+                port,
+                model=model or build_model(**options),
+                callback_delay=callback_delay,
+                public_base_url=public_base_url,
+                media_port=media_port,
+            )
+        except OSError as exc:
+            raise CannotListen(host, port, exc) from exc
         try:
             if on_start is not None:
                 on_start(emulator)
@@ -409,6 +420,7 @@ __all__ = [
     "DEFAULT_AUTH_TOKEN",
     "MODEL_KEY",
     "STATE_KEY",
+    "CannotListen",
     "Delivery",
     "EmulatorState",
     "RunningEmulator",
