@@ -35,6 +35,8 @@ class Output:
         printed can raise, so a handler that prints never fails on the data.
         """
         if self.as_json:
+            if kind in _TOLD_IN_WORDS and "message" not in data:
+                data["message"] = _without_prefix(text, kind)
             payload = {"event": kind, **data}
             line = json.dumps(payload, default=str, ensure_ascii=False).translate(_JSON_ESCAPES)
             if not _encodable(line, self.stream):
@@ -49,6 +51,19 @@ class Output:
     def failure(self, error: ConnectorError) -> int:
         self.emit("error", f"error {error.code}: {one_line(error.message)}", error=error.to_dict())
         return EXIT_FAILED
+
+
+#: Events whose only content is their text: in JSON it is their ``message``, else a
+#: script sees ``{"event": "usage"}`` and never learns what was wrong.
+_TOLD_IN_WORDS = frozenset({"usage", "warning"})
+
+
+def _without_prefix(text: str, kind: str) -> str:
+    """The text without the ``error: `` (``warning: ``) the event's name already says."""
+    for prefix in ("error: ", f"{kind}: "):
+        if text.startswith(prefix):
+            return text.removeprefix(prefix)
+    return text
 
 
 def one_line(text: str) -> str:

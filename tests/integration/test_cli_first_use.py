@@ -1,0 +1,58 @@
+"""What a newcomer meets first on the command line: every refusal says why, in text and JSON.
+
+Real ``python -m ratatosk`` processes, as a shell runs them; a Redis that
+cannot be reached is a closed port on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TWILIO_")}
+    env.pop("REDIS_URL", None)
+    env.pop("RATATOSK_LOOP", None)
+    return {**env, **extra}
+
+
+def ratatosk(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ratatosk", *args],
+        env=environment() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def events(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("serve", "--port", "8082", "--public-url", "hooks.example.com"), "--public-url must be"),
+        (("result", "m1"), "give --redis URL or set REDIS_URL"),
+        (("result", "m1", "--redis", UNREACHABLE_REDIS, "--wait", "-1"), "--wait takes seconds"),
+        (("send-batch", "/nonexistent/rows.csv"), "is not a readable file"),
+    ],
+)
+def test_a_usage_error_in_json_says_what_was_wrong(args: tuple[str, ...], says: str) -> None:
+    text = ratatosk(*args)
+    answer = ratatosk("--json", *args)
+    assert (text.returncode, answer.returncode) == (2, 2), answer.stdout + answer.stderr
+    (event,) = events(answer.stdout)
+    assert event["event"] == "usage"
+    assert says in event["message"]
+    assert text.stdout == f"error: {event['message']}\n"  # the same words as without --json
