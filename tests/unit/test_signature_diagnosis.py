@@ -118,6 +118,31 @@ class TestWhatMatches:
             found.setting == "--public-url https://hooks.example.com/webhooks/twilio (public_url=)"
         )
 
+    @pytest.mark.parametrize(
+        ("checked", "signed", "public"),
+        [
+            (PUBLIC + "/webhooks/twilio/whatsapp", PUBLIC, "https://hooks.example.com"),
+            (
+                PUBLIC + "/webhooks/twilio/whatsapp/status",
+                PUBLIC + "/status",
+                "https://hooks.example.com",
+            ),
+            (
+                "https://hooks.example.com/tenant-7/wh/x/wh/x",
+                "https://hooks.example.com/tenant-7/wh/x",
+                "https://hooks.example.com/tenant-7",
+            ),
+        ],
+    )
+    def test_a_public_url_given_with_the_route_is_found_and_named(
+        self, checked: str, signed: str, public: str
+    ) -> None:
+        """--public-url with the webhook route in it: the server checks the route twice."""
+        found = _form(checked, signed=signed)
+        assert found.matched_url == signed
+        assert "server checked it twice" in found.cause
+        assert found.setting == f"--public-url {public} (public_url=)"
+
     def test_a_query_added_after_twilio_signed_is_found(self) -> None:
         """A query Twilio did not sign (added by a rewrite) is dropped; the URL is to fix."""
         found = _form(PUBLIC + "?tenant=7&x=1")

@@ -110,7 +110,8 @@ def candidate_urls(url: str, headers: Headers, json_hash: str | None = None) -> 
     netlocs = _dedupe(h for h in hosts if _usable_netloc(h))
     slash = parts.path[:-1] if parts.path.endswith("/") else parts.path + "/"
     prefixed = [p.rstrip("/") + parts.path for p in _values(headers, "X-Forwarded-Prefix")]
-    paths = _dedupe([parts.path, *prefixed, slash])
+    undoubled = _undoubled(parts.path)
+    paths = _dedupe([parts.path, *prefixed, slash, *([undoubled[0]] if undoubled else [])])
     queries = [parts.query, ""]
     if json_hash is not None and "bodySHA256" not in parse_qs(parts.query):
         queries.append("&".join(filter(None, [parts.query, f"bodySHA256={json_hash}"])))
@@ -144,6 +145,24 @@ def _without_inner_port(checked: str, matched: str) -> str:
     if a.scheme == b.scheme or a.netloc != b.netloc or b.port is None:
         return matched
     return url_variants(matched)[1] if len(url_variants(matched)) > 1 else matched
+
+
+def _undoubled(path: str) -> tuple[str, str, str] | None:
+    """``path`` with a run of segments it repeats at once kept once, the path before that
+    run, and the run; None when nothing repeats.
+
+    ``public_url`` given as the whole webhook URL makes the server check the
+    route twice (``/webhooks/twilio/whatsapp/webhooks/twilio/whatsapp``, and
+    ``.../status`` after it for status callbacks).
+    """
+    segments = path.split("/")
+    for size in range(len(segments) // 2, 0, -1):
+        for start in range(1, len(segments) - 2 * size + 1):
+            run = segments[start : start + size]
+            if run == segments[start + size : start + 2 * size] and all(run):
+                once = segments[: start + size] + segments[start + 2 * size :]
+                return "/".join(once), "/".join(segments[:start]), "/" + "/".join(run)
+    return None
 
 
 def _differences(checked: str, matched: str) -> list[str]:
@@ -238,6 +257,14 @@ def _remedy(
         return (
             "the URL checked lost its query: a JSON webhook's URL carries bodySHA256",
             "check the URL with its query string (the raw path, not a framework's path alone)",
+        )
+    undoubled = _undoubled(a.path)
+    if undoubled is not None and undoubled[0] == b.path:
+        _, before, route = undoubled
+        return (
+            f"the public URL already holds the webhook route {route!r}, so the "
+            "server checked it twice: give the origin (and any prefix), not the route",
+            f"--public-url {b.scheme}://{b.netloc}{before} (public_url=)",
         )
     if public is None:
         return (
