@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,3 +57,32 @@ def test_a_usage_error_in_json_says_what_was_wrong(args: tuple[str, ...], says: 
     assert event["event"] == "usage"
     assert says in event["message"]
     assert text.stdout == f"error: {event['message']}\n"  # the same words as without --json
+
+
+def test_an_unreachable_redis_is_a_coded_error_for_result() -> None:
+    text = ratatosk("result", "m1", "--redis", UNREACHABLE_REDIS)
+    answer = ratatosk("--json", "result", "m1", "--redis", UNREACHABLE_REDIS)
+    assert (text.returncode, answer.returncode) == (1, 1), answer.stdout + answer.stderr
+    assert text.stdout.startswith("error STATE_STORE_UNAVAILABLE: the queue could not be asked")
+    (event,) = events(answer.stdout)
+    assert event["event"] == "error"
+    assert event["error"]["code"] == "STATE_STORE_UNAVAILABLE"
+    assert "the queue could not be asked" in event["error"]["message"]
+
+
+def test_an_unreachable_redis_is_a_coded_error_for_send_batch_queue(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("to,text\nwhatsapp:+15550002222,hi\n")
+    env = environment(
+        TWILIO_ACCOUNT_SID="AC" + "1" * 32,
+        TWILIO_AUTH_TOKEN="first-use-SECRET-token",
+        TWILIO_WHATSAPP_FROM="whatsapp:+14155238886",
+    )
+    args = ("send-batch", str(rows), "--queue", "--redis", UNREACHABLE_REDIS, "--progress", "none")
+    text = ratatosk(*args, env=env)
+    answer = ratatosk("--json", *args, env=env)
+    assert (text.returncode, answer.returncode) == (1, 1), answer.stdout + answer.stderr
+    assert "error STATE_STORE_UNAVAILABLE: the queue could not be asked" in text.stdout
+    error, summary = events(answer.stdout)
+    assert (error["event"], error["error"]["code"]) == ("error", "STATE_STORE_UNAVAILABLE")
+    assert (summary["event"], summary["not_sent"]) == ("summary", 1)

@@ -50,7 +50,7 @@ from ..twilio.schema import TwilioChannelSchemas
 from .batch_file import UNKNOWN_CODES, Earlier, ResultsFile, Row, read_results, read_rows
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, one_line
 from .progress import MODES, Progress, progress_for
-from .worker import REDIS_HELP, redis_or_usage
+from .worker import REDIS_HELP, queue_unreachable, redis_or_usage
 
 EXIT_INTERRUPTED = 130
 #: Rows per round trip when submitting to the queue, and results asked for at once.
@@ -462,7 +462,7 @@ class _QueueRun:
             row.message_id: (row, Ticket(row.message_id, plan.earlier.queued[row.message_id]))
             for row in plan.waiting
         }
-        problem: str | None = None
+        problem: ConnectorError | None = None
         notice = "stopping: the rows in the queue stay there; a rerun waits for their results"
         try:
             outbox = build_outbox(redis=stores, queue_name=self._args.queue_name)
@@ -474,20 +474,19 @@ class _QueueRun:
                     if not self._args.no_wait:
                         await self._follow(outbox, results)
                 except StateStoreError as exc:
-                    problem = str(exc)
+                    problem = queue_unreachable(exc)
         finally:
             self._progress.close()
             results.close()
             await stores.close()
         return self._finish(plan, problem)
 
-    def _finish(self, plan: _Plan, problem: str | None) -> int:
+    def _finish(self, plan: _Plan, problem: ConnectorError | None) -> int:
         counts = self._counts
         counts.queued = len(self._pending)
         interrupted = self._stopping.is_set()
         if problem is not None:
-            text = f"error: the queue could not be asked: {problem}"
-            self._out.emit("error", text, error=problem)
+            self._out.failure(problem)
         _summary(
             self._out,
             len(self._rows),

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from ..adapters.worker import WorkerSettings
 from ..bootstrap import build_outbox, build_worker, open_redis, redis_url, settings_from_env
 from ..domain.message import Message
-from ..domain.result import ConnectorResult, SendResult
+from ..domain.result import ConnectorError, ConnectorResult, SendResult
 from ..ports import StateStoreError
+from ..twilio.errors import TwilioErrorCodes, error
 from ..twilio.outbox import Outbox
 from ..twilio.resilience import SendPolicy
 from ..twilio.schema import is_redis_url
@@ -102,6 +103,14 @@ def add_send_options(send: argparse.ArgumentParser) -> None:
         "the send ledger shared through this Redis (the same --id is sent once across processes)",
     )
     send.add_argument("--queue-name", default="outbound", help="the queue's name (outbound)")
+
+
+def queue_unreachable(exc: StateStoreError) -> ConnectorError:
+    """The coded error every command prints when its Redis does not answer, as ``send`` does."""
+    return error(
+        TwilioErrorCodes.STATE_STORE_UNAVAILABLE,
+        f"the queue could not be asked; try again later ({exc})",
+    )
 
 
 def redis_or_usage(args: argparse.Namespace, out: Output) -> str | None:
@@ -252,8 +261,7 @@ async def _results(args: argparse.Namespace, out: Output, url: str) -> int:
         try:
             found = await _read(outbox, args.message_ids, args.wait)
         except StateStoreError as exc:
-            out.emit("error", f"error: the queue could not be asked: {exc}", error=str(exc))
-            return EXIT_FAILED
+            return out.failure(queue_unreachable(exc))
     finally:
         await stores.close()
     code = EXIT_OK
