@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+
+from redis_support import RedisServer
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
@@ -86,3 +90,60 @@ def test_an_unreachable_redis_is_a_coded_error_for_send_batch_queue(tmp_path: Pa
     error, summary = events(answer.stdout)
     assert (error["event"], error["error"]["code"]) == ("error", "STATE_STORE_UNAVAILABLE")
     assert (summary["event"], summary["not_sent"]) == ("summary", 1)
+
+
+def _sender_env(**extra: str) -> dict[str, str]:
+    return environment(
+        TWILIO_ACCOUNT_SID="AC" + "1" * 32,
+        TWILIO_AUTH_TOKEN="first-use-SECRET-token",
+        TWILIO_WHATSAPP_FROM="whatsapp:+14155238886",
+        **extra,
+    )
+
+
+def _follow_up(queued: subprocess.CompletedProcess[str]) -> list[str]:
+    assert queued.returncode == 0, queued.stdout + queued.stderr
+    _, _, hint = queued.stdout.strip().partition("; its result: ")
+    return shlex.split(hint)
+
+
+def _run_as_printed(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    assert command[:2] == ["ratatosk", "result"]
+    return ratatosk(*command[1:], env=env)
+
+
+def test_the_follow_up_of_send_queue_names_the_redis_it_was_given_without_its_password(
+    own_redis_server: RedisServer,
+) -> None:
+    password = "first-use-redis-PASSWORD-7c1e"
+    with redis.Redis.from_url(own_redis_server.url) as client:
+        client.config_set("requirepass", password)
+    url = f"redis://:{password}@127.0.0.1:{own_redis_server.port}/0"
+    env = _sender_env()
+    queued = ratatosk("send", "--queue", "--redis", url, "--queue-name", "first-use",
+                      "--id", "hint 1", "--to", "whatsapp:+15550002222", "--text", "hi",
+                      env=env)  # fmt: skip
+    command = _follow_up(queued)
+    masked = f"redis://:***@127.0.0.1:{own_redis_server.port}/0"
+    assert command == ["ratatosk", "result", "hint 1", "--redis", masked,
+                       "--queue-name", "first-use", "--wait", "30"]  # fmt: skip
+    assert password not in queued.stdout + queued.stderr
+    command[command.index(masked)] = url  # the reader puts the password back
+    command[-1] = "0"
+    asked = _run_as_printed(command, env)
+    assert asked.returncode == 1, asked.stdout + asked.stderr  # found the queue: no result yet
+    assert asked.stdout == "hint 1: no result yet\n"
+
+
+def test_the_follow_up_of_send_queue_leaves_out_a_redis_from_redis_url(
+    own_redis_server: RedisServer,
+) -> None:
+    env = _sender_env(REDIS_URL=own_redis_server.url)
+    queued = ratatosk("send", "--queue", "--id", "hint-2", "--to", "whatsapp:+15550002222",
+                      "--text", "hi", env=env)  # fmt: skip
+    command = _follow_up(queued)
+    assert command == ["ratatosk", "result", "hint-2", "--wait", "30"]
+    command[-1] = "0"
+    asked = _run_as_printed(command, env)
+    assert asked.returncode == 1, asked.stdout + asked.stderr
+    assert asked.stdout == "hint-2: no result yet\n"

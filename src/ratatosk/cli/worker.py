@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import signal
 import socket
 from typing import TYPE_CHECKING, Any
@@ -236,12 +237,30 @@ async def submit(args: argparse.Namespace, out: Output, message: Message) -> int
     out.emit(
         "queued",
         f"queued {ticket.message_id} (entry {ticket.entry_id}); its result: "
-        f"ratatosk result {ticket.message_id} --wait 30",
+        f"{_result_command(args, ticket.message_id)}",
         message_id=ticket.message_id,
         entry_id=ticket.entry_id,
         queue=args.queue_name,
     )
     return EXIT_OK
+
+
+def _result_command(args: argparse.Namespace, message_id: str) -> str:
+    """The ``ratatosk result`` that finds this message, to run as printed.
+
+    A ``--redis`` given on the command line goes in (``REDIS_URL`` is there
+    for the next command too), its password masked: a hint is no place for
+    a secret, and the reader puts it back. A queue other than the default
+    goes in as well, or the follow-up would look in the wrong one.
+    """
+    words = ["ratatosk", "result", message_id]
+    if args.redis:
+        from ..adapters.redis import redacted  # noqa: PLC0415 - redis-py, loaded by the submit
+
+        words += ["--redis", redacted(args.redis)]
+    if args.queue_name != "outbound":
+        words += ["--queue-name", args.queue_name]
+    return shlex.join([*words, "--wait", "30"])
 
 
 def result(args: argparse.Namespace, out: Output) -> int:
