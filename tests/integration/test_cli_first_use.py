@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,34 @@ def test_the_follow_up_of_send_queue_leaves_out_a_redis_from_redis_url(
     asked = _run_as_printed(command, env)
     assert asked.returncode == 1, asked.stdout + asked.stderr
     assert asked.stdout == "hint-2: no result yet\n"
+
+
+def test_the_worker_log_keeps_its_notes_apart_while_redis_is_down() -> None:
+    """The log budget's note follows the error after "; ", not glued to its last word."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ratatosk", "--json", "worker", "--redis", UNREACHABLE_REDIS],
+        env=_sender_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stderr is not None
+    try:
+        lines: list[str] = []
+        while not any("only counted" in line for line in lines):
+            line = worker.stderr.readline()
+            assert line, "the worker ended without the log budget's note"
+            lines.append(line.rstrip("\n"))
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0
+    *first, budgeted = [line for line in lines if line.startswith("WARNING ratatosk.worker:")]
+    assert len(first) == 4  # the budget: five lines a minute, the fifth says so
+    assert all(": the queue could not read: Redis could not " in line for line in first)
+    note = "; the next ones within 60 s are only counted"
+    assert budgeted.endswith(note)
+    assert budgeted.removesuffix(note) in first  # the same error, then the note, apart
+    warning, *_ = events(out)
+    assert warning["event"] == "warning"  # and in JSON it says what it warns of
+    assert warning["message"].endswith("; waiting for it")

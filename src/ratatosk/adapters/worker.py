@@ -285,7 +285,9 @@ class QueueWorker:
     def _store_trouble(self, what: str, exc: StateStoreError) -> None:
         notes = self._store_log.admit()
         if notes is not None:
-            log.warning("the queue could not %s: %s%s", what, exc, "".join(notes))
+            log.warning(
+                "the queue could not %s: %s%s", what, exc, "".join("; " + note for note in notes)
+            )
 
 
 __all__ = ["QueueWorker", "WorkerReport", "WorkerSettings"]
