@@ -179,3 +179,23 @@ def test_the_worker_log_keeps_its_notes_apart_while_redis_is_down() -> None:
     warning, *_ = events(out)
     assert warning["event"] == "warning"  # and in JSON it says what it warns of
     assert warning["message"].endswith("; waiting for it")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("serve", "--port", "0"),
+        ("serve", "--port", "0", "--workers", "2"),
+        ("worker", "--redis", UNREACHABLE_REDIS),
+    ],
+)
+def test_an_unknown_event_loop_is_a_usage_error(args: tuple[str, ...]) -> None:
+    env = _sender_env(RATATOSK_LOOP="bogus")
+    text = ratatosk(*args, env=env)
+    answer = ratatosk("--json", *args, env=env)
+    assert (text.returncode, answer.returncode) == (2, 2), text.stdout + text.stderr
+    assert text.stdout.startswith("error: RATATOSK_LOOP='bogus' names no event loop: ")
+    assert "use asyncio or uvloop" in text.stdout
+    (event,) = events(answer.stdout)
+    assert (event["event"], event["message"]) == ("usage", text.stdout.strip()[len("error: ") :])
+    assert "never awaited" not in text.stderr + answer.stderr

@@ -40,3 +40,32 @@ def test_run_returns_the_result_and_closes_its_loop() -> None:
 
     assert loop.run(job()) == 42
     assert seen[0].is_closed()
+
+
+@pytest.mark.parametrize("value", ["bogus", "uv-loop", "trio"])
+def test_an_unknown_loop_is_refused_naming_the_choices(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(loop.LOOP_VARIABLE, value)
+    with pytest.raises(loop.LoopChoiceError, match="use asyncio or uvloop") as refused:
+        loop.loop_factory()
+    assert repr(value) in str(refused.value)
+    with pytest.raises(loop.LoopChoiceError):
+        loop.loop_name()
+
+
+def test_a_refused_choice_closes_the_coroutine_unrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(loop.LOOP_VARIABLE, "bogus")
+    job = _loop_module()
+    with pytest.raises(loop.LoopChoiceError):
+        loop.run(job)
+    assert job.cr_frame is None  # closed: no "never awaited" warning at collection
+
+
+def test_uvloop_can_be_insisted_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(loop.LOOP_VARIABLE, " UVLoop ")
+    if UVLOOP:
+        assert loop.run(_loop_module()) == "uvloop"
+    else:
+        with pytest.raises(loop.LoopChoiceError, match="uvloop is not installed"):
+            loop.loop_factory()

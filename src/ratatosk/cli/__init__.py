@@ -29,6 +29,7 @@ from ..twilio.errors import TwilioErrorCodes, error
 from .batch import add_parser as add_batch_parser
 from .batch import send_batch
 from .demo import demo
+from .loop import LoopChoiceError
 from .media import add_parser as add_media_parser
 from .media import fetch_media
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, describe_status, status_json
@@ -296,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "media":
             return asyncio.run(fetch_media(args, out))
         return asyncio.run(demo(out))
+    except LoopChoiceError as exc:  # RATATOSK_LOOP, read by the commands that run a loop
+        out.emit("usage", f"error: {exc}")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (`ratatosk ... | head`): stop quietly
