@@ -27,7 +27,7 @@ from ..emulator.app import RunningEmulator, start_emulator
 from ..emulator.model import InboundMedia
 from ..ports import MediaPolicy
 from ..twilio.connector import TwilioWhatsAppConnector
-from .output import EXIT_FAILED, EXIT_OK, Output, status_json
+from .output import EXIT_FAILED, EXIT_OK, Output, describe_content, status_json
 
 SENDER = "whatsapp:+14155238886"
 RECIPIENT = "whatsapp:+15550002222"
@@ -99,7 +99,8 @@ class _Watcher:
             profile = message.properties.get("ProfileName", "?")
             self.out.emit(
                 "inbound",
-                f"  <- inbound {message.id[:10]}... from {sender} ({profile}): {message.content!r}",
+                f"  <- inbound {message.id[:10]}... from {sender} ({profile}): "
+                f"{describe_content(message.content)}",
                 sid=message.id,
             )
 

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 import attrs
 
+from ..domain.content import TextContent
 from ..domain.result import ConnectorError, ReceiveResult, StatusUpdate
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -122,6 +123,20 @@ def message_json(received: ReceiveResult) -> list[dict[str, Any]]:
         }
         for m in received.messages
     ]
+
+
+def describe_content(content: object) -> str:
+    """A message's content on one line for a person: a text quoted, else its kind and fields.
+
+    JSON rather than Python's repr, so a line reads the same as ``--json`` says it.
+    """
+    if isinstance(content, TextContent):
+        return json.dumps(content.text, ensure_ascii=False)
+    data = _content_json(content)
+    if data is None:
+        return "(no content)"
+    kind = data.pop("type")
+    return f"{kind} {json.dumps(data, ensure_ascii=False, default=str)}"
 
 
 def _content_json(content: object) -> dict[str, Any] | None:

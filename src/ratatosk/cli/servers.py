@@ -29,7 +29,15 @@ from ..twilio.schema import is_redis_url
 from . import supervisor
 from .loop import loop_name
 from .loop import run as run_loop
-from .output import EXIT_OK, EXIT_USAGE, Output, describe_status, message_json, status_json
+from .output import (
+    EXIT_OK,
+    EXIT_USAGE,
+    Output,
+    describe_content,
+    describe_status,
+    message_json,
+    status_json,
+)
 
 if TYPE_CHECKING:
     from ..adapters.redis import RedisStores
@@ -127,10 +135,10 @@ async def _serve_with(
     tag: dict[str, Any] = {"worker": os.getpid()} if worker is not None else {}
 
     async def on_message(received: ReceiveResult) -> None:
-        for item in message_json(received):
+        for message, item in zip(received.messages, message_json(received), strict=True):
             out.emit(
                 "message",
-                f"message {item['sid']} from {item['from']}: {item['content']}",
+                f"message {item['sid']} from {item['from']}: {describe_content(message.content)}",
                 **item,
                 **tag,
             )
