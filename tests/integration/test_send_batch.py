@@ -306,8 +306,29 @@ class TestSendBatch:
         _write_jsonl(good, block=4, count=10)
         code, events, _ = send_batch(emulator, str(good), "--dry-run")
         assert (code, _summary(events)["invalid"]) == (0, 0)
+        assert not [e for e in events if e["event"] == "warning"]  # the settings are whole
         assert _stored(emulator) == before
         assert not list(tmp_path.glob("*.results.jsonl"))
+
+    def test_a_dry_run_says_when_the_settings_would_stop_the_real_run(
+        self, emulator: BackgroundEmulator, tmp_path: Path
+    ) -> None:
+        """The rows are valid (exit 0), and a missing token is named before a real run."""
+        good = tmp_path / "good.jsonl"
+        _write_jsonl(good, block=4, count=3)
+        environ = {k: v for k, v in _environ(emulator).items() if k != "TWILIO_AUTH_TOKEN"}
+        done = subprocess.run(
+            _command(str(good), "--dry-run"),
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        [warning] = [e for e in _events(done.stdout) if e["event"] == "warning"]
+        assert warning["code"] == "MISSING_CREDENTIALS"
+        assert "AuthToken" in warning["message"]
 
     def test_a_progress_bar_when_asked(self, emulator: BackgroundEmulator, tmp_path: Path) -> None:
         """``--progress bar`` draws rich's bar (on stderr) with the sent and failed counts."""

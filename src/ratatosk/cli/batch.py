@@ -46,7 +46,7 @@ from ..twilio.errors import TwilioErrorCodes, error
 from ..twilio.outbound import SendConfig
 from ..twilio.outbox import FIRST_POLL, MAX_POLL, Outbox, Ticket
 from ..twilio.resilience import SendPolicy
-from ..twilio.schema import TwilioChannelSchemas
+from ..twilio.schema import TwilioChannelSchemas, settings_problem
 from .batch_file import UNKNOWN_CODES, Earlier, ResultsFile, Row, read_results, read_rows
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, one_line
 from .progress import MODES, Progress, progress_for
@@ -166,6 +166,16 @@ async def _send_batch(args: argparse.Namespace, out: Output) -> int:
     counts = _Counts()
     todo, waiting = _classify(args, out, rows, earlier, counts)
     if args.dry_run:
+        # The rows are what a dry run judges; settings that would stop the real run at its
+        # first step are said too, so the file is not the only thing checked.
+        unready = settings_problem(schema, settings)
+        if unready is not None:
+            out.emit(
+                "warning",
+                f"warning: the real run would stop before sending: {unready.code}: "
+                f"{one_line(unready.message)}",
+                code=unready.code,
+            )
         _summary(out, len(rows), counts, not_sent=len(todo), results=None)
         return EXIT_OK if not counts.invalid else EXIT_FAILED
     progress = progress_for(
