@@ -1,6 +1,6 @@
 """One webhook node of the scaling tests and ``make scale``: ``webhook_node.py --port N ...``.
 
-A real ``ratatosk`` webhook server (aiohttp, on loopback) wired as
+A real ``ratatosk`` webhook server (the one ``ratatosk serve`` runs, on loopback) wired as
 ``ratatosk serve --redis URL`` wires it: the connector's conversation
 windows and the server's deduplicator are the Redis adapters of one
 ``RedisStores``. What differs from ``serve`` is the handler, which exists to
@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from ratatosk import ConnectionSettings, ReceiveResult, StatusUpdate
-from ratatosk.adapters.http_server import start_server, wait_for_stop_signal
+from ratatosk.adapters.http11_server import serve_webhooks
+from ratatosk.adapters.http_server import wait_for_stop_signal
 from ratatosk.adapters.redis import RedisStores
-from ratatosk.adapters.webhook_server import create_webhook_app
+from ratatosk.adapters.webhook_core import WebhookCore
 from ratatosk.bootstrap import build_connector
 from ratatosk.ports import Claim, Deduplicator, StateStoreError
 
@@ -191,7 +192,7 @@ async def run(args: argparse.Namespace) -> None:
         handlers = Handlers(args.name, events, args.delay, plan, args.gates)
         try:
             (await connector.initialize()).unwrap()
-            app = create_webhook_app(
+            core = WebhookCore(
                 connector,
                 validator=connector.signature_validator,
                 public_url=args.public_url,
@@ -200,7 +201,7 @@ async def run(args: argparse.Namespace) -> None:
                 dedup=RecordedCompletions(stores.deduplicator(lease=args.lease), events),
                 in_flight_wait=args.in_flight_wait,
             )
-            server = await start_server(app, "127.0.0.1", args.port, access_log=False)
+            server = await serve_webhooks(core, "127.0.0.1", args.port)
             try:
                 await wait_for_stop_signal()
             finally:
