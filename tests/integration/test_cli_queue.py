@@ -200,4 +200,10 @@ def test_send_with_redis_and_no_queue_sends_now_and_one_id_once_across_processes
     assert again["sid"] == sent["sid"]
     assert again["data"]["replayed"] is True
     assert [m.body for m in emulator.model.outbound].count("sent now, once") == 1
+    # Read by a person, the repeat says it was not a second message.
+    text = ratatosk(env, *command[1:])
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert text.stdout.strip() == (
+        f"sent {sent['sid']} ({sent['status']}) (already sent with this --id: not sent again)"
+    )
     assert_no_token(first.stdout + first.stderr + second.stdout, emulator.account_sid, TOKEN)

@@ -6,9 +6,11 @@ these pin the argparse behaviour that sharing relies on.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from ratatosk.cli import _parser
+from ratatosk.cli import _parser, main
 
 COMMANDS = [
     ["send", "--to", "whatsapp:+15550002222", "--text", "hi"],
@@ -35,3 +37,35 @@ class TestJsonOption:
     def test_absent_is_not_json(self, command: list[str]) -> None:
         """Without the flag nothing sets it, and main() reads that as text output."""
         assert getattr(_parser().parse_args(command), "json", False) is False
+
+
+class TestBadCommandLines:
+    """argparse's own refusals follow ``--json`` too: a script reads why, exit 2."""
+
+    @pytest.mark.parametrize(
+        ("argv", "says"),
+        [
+            (["--json", "send", "--to", "x"], "one of the arguments --text --template"),
+            (["send", "--json", "--text", "hi"], "the following arguments are required: --to"),
+            (["--json", "status", "SM1", "--bogus"], "unrecognized arguments: --bogus"),
+            (["--json", "nosuch"], "invalid choice: 'nosuch'"),
+        ],
+    )
+    def test_with_json_the_refusal_is_one_usage_event(
+        self, argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        [line] = out.splitlines()
+        event = json.loads(line)
+        assert event["event"] == "usage"
+        assert says in event["message"]
+        assert err == ""
+
+    def test_without_json_argparse_speaks_as_usual(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["send", "--to", "x"]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert "error: one of the arguments --text --template --media is required" in err

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import __version__
 from ..bootstrap import build_connector, settings_from_env, template_catalog_for
@@ -53,9 +54,28 @@ def _json_option() -> argparse.ArgumentParser:
     return option
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser_class(json_errors: bool) -> type[argparse.ArgumentParser]:
+    """argparse's parser, whose errors are a JSON ``usage`` event when ``--json`` was given.
+
+    argparse reports a bad command line before the program has read ``--json``
+    from it, so ``main`` looks for the flag first and picks the class here;
+    the subcommands' parsers are made of the same class.
+    """
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            if json_errors:
+                event = {"event": "usage", "message": f"{self.prog}: {message}"}
+                print(json.dumps(event), flush=True)
+                raise SystemExit(EXIT_USAGE)
+            super().error(message)
+
+    return Parser
+
+
+def _parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     as_json = [_json_option()]
-    parser = argparse.ArgumentParser(
+    parser = _parser_class(json_errors)(
         prog="ratatosk",
         parents=as_json,
         description="WhatsApp Business messaging through Twilio (or the local emulator).",
@@ -199,9 +219,14 @@ async def _send(args: argparse.Namespace, out: Output) -> int:
         if result.error is not None:
             return out.failure(result.error)
         sent = result.unwrap()
+        # A repeat of an id already sent is answered from the ledger: say so, or it reads
+        # like a second message.
+        again = (
+            " (already sent with this --id: not sent again)" if sent.data.get("replayed") else ""
+        )
         out.emit(
             "sent",
-            f"sent {sent.provider_message_id} ({sent.status.value})",
+            f"sent {sent.provider_message_id} ({sent.status.value}){again}",
             message_id=sent.message_id,
             sid=sent.provider_message_id,
             status=sent.status.value,
@@ -260,9 +285,10 @@ def _detach_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    given = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser(json_errors="--json" in given)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(given)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     out = Output(bool(getattr(args, "json", False)))
