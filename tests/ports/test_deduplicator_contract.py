@@ -14,9 +14,9 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import attrs
 import pytest
 
+from port_subjects import ManualMonotonic, Subject
 from ratatosk.adapters.memory import InMemoryDeduplicator
 from ratatosk.adapters.redis import RedisDeduplicator
 from ratatosk.ports import Claim, Deduplicator
@@ -24,30 +24,6 @@ from redis_support import RedisTimeMachine, shared_redis
 
 #: Long enough that nothing lapses while a test runs, however slow the machine.
 LONG = 3600.0
-
-
-async def _nothing() -> None:
-    return None
-
-
-@attrs.frozen
-class Subject:
-    """How the suite builds an adapter, lets its time pass, and closes what it opened."""
-
-    make: Callable[..., Deduplicator]
-    advance: Callable[[float], Awaitable[None]]
-    close: Callable[[], Awaitable[None]] = _nothing
-
-
-class ManualMonotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def in_memory() -> Subject:
