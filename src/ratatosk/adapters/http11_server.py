@@ -285,6 +285,11 @@ class _Connection(asyncio.Protocol):
             self._next()
         return True  # half-closed: the answers to what it sent are still written
 
+    def _resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
     def pause_writing(self) -> None:
         self._writing_paused = True
         if self._stalled is None:
@@ -328,9 +333,7 @@ class _Connection(asyncio.Protocol):
                 if len(buffer) > self._limits.max_head_bytes:
                     self._refuse(_HEAD_TOO_LARGE, "head too large")
                     return
-                if self._reading_paused:
-                    self._reading_paused = False
-                    self.transport.resume_reading()  # type: ignore[union-attr]
+                self._resume_reading()
                 if self._idle_since is None:
                     self._arm_idle()
                 return
@@ -486,9 +489,7 @@ class _Connection(asyncio.Protocol):
         """Wait for more bytes from the client (reading resumed if it was paused)."""
         if self._lost or self._eof:
             raise ConnectionResetError("the client closed the connection")
-        if self._reading_paused:
-            self._reading_paused = False
-            self.transport.resume_reading()  # type: ignore[union-attr]
+        self._resume_reading()
         waiter = asyncio.get_running_loop().create_future()
         self._waiter = waiter
         try:
@@ -609,9 +610,7 @@ class _Connection(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        if self._reading_paused:
-            self._reading_paused = False
-            transport.resume_reading()
+        self._resume_reading()
         self._linger = asyncio.get_running_loop().call_later(_LINGER_SECONDS, transport.close)
 
     @property
