@@ -444,8 +444,7 @@ class _Connection(asyncio.Protocol):
             log.exception("the webhook core failed on a request; answered 500")
             reply = _INTERNAL
         self._handling = None
-        if request.body_pending:
-            self._skip_body(request)
+        self._skip_body(request)
         if self._answer(request, reply):
             self._next()
 
