@@ -1,10 +1,12 @@
 """The webhook gate, once, for every HTTP server that carries it (adapters layer).
 
 Twilio's POSTs are checked and answered here, whatever server received them:
-the aiohttp app (:mod:`ratatosk.adapters.webhook_server`) and the plain ASGI
-app (:mod:`ratatosk.adapters.asgi`) only translate a request into an
-:class:`Incoming` and a :class:`Reply` back into their own response. So the
-two cannot drift apart: a limit, a status code or the URL that is signed is
+the package's own server (:mod:`ratatosk.adapters.http11_server`, what
+``ratatosk serve`` runs), the aiohttp app
+(:mod:`ratatosk.adapters.webhook_server`) and the plain ASGI app
+(:mod:`ratatosk.adapters.asgi`) only translate a request into an
+:class:`Incoming` and a :class:`Reply` back into their own response. So they
+cannot drift apart: a limit, a status code or the URL that is signed is
 decided in this module alone. It imports no HTTP framework.
 
 Every request passes the same gates, cheapest first, and nothing is decoded

@@ -1,4 +1,8 @@
-"""The webhook server (adapters layer): Twilio's POSTs in, verified events out, on aiohttp.
+"""The webhook gate as an aiohttp app (adapters layer), to mount in an aiohttp application.
+
+``ratatosk serve`` runs the same gate on the package's own server
+(:mod:`ratatosk.adapters.http11_server`, ADR 0027); this app is for an
+aiohttp application of your own.
 
 ``create_webhook_app`` builds an aiohttp application with two routes:
 
